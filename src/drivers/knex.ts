@@ -1,0 +1,147 @@
+import type { ConnectionLease, Driver } from './types.js';
+import { pgLease, type PgClientLike } from './pg.js';
+import { mysqlLease, type MysqlConnectionLike } from './mysql2.js';
+
+/** The parts of `knex.client` the library uses. */
+interface KnexClientLike {
+  readonly driverName?: string;
+  acquireConnection(): Promise<unknown>;
+  releaseConnection(connection: unknown): Promise<unknown>;
+  acquireRawConnection(): Promise<unknown>;
+  destroyRawConnection(connection: unknown): Promise<unknown>;
+}
+
+/** A knex instance or transaction, as far as the library looks at it. */
+export interface KnexLike {
+  readonly client: KnexClientLike;
+  readonly isTransaction?: boolean;
+  readonly executionPromise?: Promise<unknown>;
+  commit?: (value?: unknown) => unknown;
+  rollback?: (error?: unknown) => unknown;
+}
+
+/** knex clients whose advisory / named locks work, by `client.driverName`. */
+const KNEX_DRIVERS = {
+  pg: 'postgres',
+  pgnative: 'postgres',
+  mysql: 'mysql',
+  mysql2: 'mysql',
+} as const;
+
+export type KnexDriverName = keyof typeof KNEX_DRIVERS;
+
+export function isKnex(target: unknown): target is KnexLike {
+  const client = (target as { client?: Partial<KnexClientLike> } | null)?.client;
+  return (
+    typeof target === 'function' &&
+    typeof client === 'object' &&
+    client !== null &&
+    typeof client.acquireConnection === 'function' &&
+    typeof client.releaseConnection === 'function'
+  );
+}
+
+/** The knex driver name if knex-dlock supports it, else undefined. */
+export function supportedKnexDriver(knex: KnexLike): KnexDriverName | undefined {
+  const name = knex.client.driverName;
+  return name !== undefined && Object.hasOwn(KNEX_DRIVERS, name)
+    ? (name as KnexDriverName)
+    : undefined;
+}
+
+type GiveBack = { release(): Promise<void>; destroy(): Promise<boolean> };
+
+function leaseFor(driverName: KnexDriverName, connection: unknown, giveBack: GiveBack) {
+  return KNEX_DRIVERS[driverName] === 'postgres'
+    ? pgLease(connection as PgClientLike, giveBack)
+    : mysqlLease(connection as MysqlConnectionLike, giveBack);
+}
+
+/** Watchers of each knex transaction's end, installed once per transaction. */
+const endingWatchers = new WeakMap<KnexLike, Set<() => void>>();
+
+/**
+ * Calls `onEnding` just before the transaction sends COMMIT or ROLLBACK, so that statements
+ * queued by it still run on the transaction's connection before knex gives that back.
+ */
+function onTransactionEnding(trx: KnexLike, onEnding: () => void): () => void {
+  let watchers = endingWatchers.get(trx);
+  if (!watchers) {
+    const installed = new Set<() => void>();
+    watchers = installed;
+    endingWatchers.set(trx, installed);
+    const notify = () => {
+      for (const watcher of [...installed]) watcher();
+    };
+    for (const name of ['commit', 'rollback'] as const) {
+      const end = trx[name];
+      if (typeof end !== 'function') continue;
+      trx[name] = (arg?: unknown) => {
+        notify();
+        return end.call(trx, arg);
+      };
+    }
+  }
+  watchers.add(onEnding);
+  return () => watchers.delete(onEnding);
+}
+
+/** A knex transaction: locks run on its connection, which knex gives back when it ends. */
+export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName): Driver {
+  return {
+    dialect: KNEX_DRIVERS[driverName],
+    description: `a knex transaction (${driverName})`,
+    async lease(): Promise<ConnectionLease> {
+      const connection = await trx.client.acquireConnection();
+      const lease = leaseFor(driverName, connection, {
+        release: async () => undefined,
+        destroy: async () => false,
+      });
+      return {
+        ...lease,
+        onTransactionEnding: (onEnding) => onTransactionEnding(trx, onEnding),
+      };
+    },
+  };
+}
+
+/**
+ * A knex instance: a lock borrows a pooled connection for its wait and hold, or opens a
+ * dedicated one from the same settings. A connection that may still hold a lock is closed and
+ * marked so that knex's pool discards it instead of handing it out again.
+ */
+export function knexDriver(
+  knex: KnexLike,
+  driverName: KnexDriverName,
+  connection: 'pool' | 'dedicated',
+): Driver {
+  const client = knex.client;
+  if (connection === 'dedicated') {
+    return {
+      dialect: KNEX_DRIVERS[driverName],
+      description: `a knex instance (${driverName}, dedicated connections)`,
+      async lease() {
+        const raw = await client.acquireRawConnection();
+        const close = async () => void (await client.destroyRawConnection(raw).catch(() => undefined));
+        return leaseFor(driverName, raw, { release: close, destroy: async () => (await close(), true) });
+      },
+    };
+  }
+  return {
+    dialect: KNEX_DRIVERS[driverName],
+    description: `a knex instance (${driverName})`,
+    async lease() {
+      const raw = await client.acquireConnection();
+      return leaseFor(driverName, raw, {
+        release: async () => void (await client.releaseConnection(raw)),
+        async destroy() {
+          (raw as { __knex__disposed?: unknown }).__knex__disposed =
+            'closed by knex-dlock because it might still hold a lock';
+          await client.destroyRawConnection(raw).catch(() => undefined);
+          await client.releaseConnection(raw);
+          return true;
+        },
+      });
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
+import { ConnectionEvents, type ConnectionEmitter } from './connection-events.js';
+
+type QueryCallback = (err: Error | null, rows?: unknown) => void;
+
+/** The parts of a callback-style mysql2 (or mysql) connection the library uses. */
+export interface MysqlConnectionLike extends ConnectionEmitter {
+  query(sql: string, values: unknown[], callback: QueryCallback): unknown;
+  readonly threadId: number | null;
+  readonly config: object;
+  release?(): void;
+  destroy(): void;
+  connect(callback: (err?: Error | null) => void): void;
+  end(callback?: (err?: Error | null) => void): unknown;
+  _handshakePacket?: { serverVersion?: string } | null;
+}
+
+/** The parts of a callback-style mysql2 pool the library uses. */
+export interface MysqlPoolLike {
+  getConnection(callback: (err: Error | null, connection: MysqlConnectionLike) => void): void;
+  readonly config: { readonly connectionConfig: object };
+}
+
+/** The promise wrappers of mysql2/promise keep the callback object as a property. */
+interface PromiseWrapper {
+  readonly connection?: unknown;
+  readonly pool?: unknown;
+}
+
+export function isMysqlConnection(target: unknown): target is MysqlConnectionLike {
+  const t = target as Partial<MysqlConnectionLike> | null;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.query === 'function' &&
+    typeof t.destroy === 'function' &&
+    'threadId' in t &&
+    typeof t.config === 'object'
+  );
+}
+
+export function isMysqlPool(target: unknown): target is MysqlPoolLike {
+  const t = target as Partial<MysqlPoolLike> | null;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.getConnection === 'function' &&
+    typeof t.config?.connectionConfig === 'object'
+  );
+}
+
+/** The callback-style object behind a mysql2/promise connection or pool, if `target` is one. */
+export function unwrapMysqlPromise(target: unknown): unknown {
+  if (typeof target !== 'object' || target === null) return undefined;
+  const { connection, pool } = target as PromiseWrapper;
+  if (isMysqlConnection(connection)) return connection;
+  if (isMysqlPool(pool)) return pool;
+  return undefined;
+}
+
+function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | undefined {
+  const version = connection._handshakePacket?.serverVersion;
+  if (typeof version !== 'string') return undefined;
+  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+}
+
+/** Runs statements on one callback-style connection, which mysql2 sends in call order. */
+export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
+  return {
+    query(sql, params) {
+      return new Promise<Row[][]>((resolve, reject) => {
+        connection.query(sql, params ? [...params] : [], (err, rows) => {
+          if (err) reject(err);
+          else resolve([Array.isArray(rows) ? (rows as Row[]) : []]);
+        });
+      });
+    },
+    inTransaction: () => false,
+    get serverFlavor() {
+      return serverFlavor(connection);
+    },
+    cancel: () => killQuery(connection),
+  };
+}
+
+/** Kills the statement running on `connection` with KILL QUERY from a short-lived connection. */
+async function killQuery(connection: MysqlConnectionLike): Promise<void> {
+  const killer = await openConnection(connection.config, connection);
+  try {
+    await mysqlSession(killer).query('KILL QUERY ?', [connection.threadId]);
+  } finally {
+    killer.destroy();
+  }
+}
+
+type ConnectionClass = new (options: { config: object }) => MysqlConnectionLike;
+
+/**
+ * Opens a connection outside any pool with `config`, using mysql2's Connection class (a pooled
+ * connection's own class needs its pool), or `like`'s class for the older mysql driver.
+ */
+async function openConnection(config: object, like?: MysqlConnectionLike): Promise<MysqlConnectionLike> {
+  const Connection: ConnectionClass =
+    like && !('_handshakePacket' in like)
+      ? (like.constructor as ConnectionClass)
+      : ((await import('mysql2')).Connection as unknown as ConnectionClass);
+  const conn = new Connection({ config });
+  conn.on('error', () => undefined);
+  return conn;
+}
+
+export function mysqlLease(
+  connection: MysqlConnectionLike,
+  giveBack: { release(): Promise<void>; destroy(): Promise<boolean> },
+): ConnectionLease {
+  const events = new ConnectionEvents(connection);
+  let ended = false;
+  const end = async (destroy: boolean): Promise<boolean> => {
+    if (ended) return destroy;
+    ended = true;
+    try {
+      return destroy || events.lost ? await giveBack.destroy() : (await giveBack.release(), false);
+    } finally {
+      events.detach();
+    }
+  };
+  return {
+    session: mysqlSession(connection),
+    release: async () => void (await end(false)),
+    destroy: () => end(true),
+    watch: (onLost) => events.watch(onLost),
+  };
+}
+
+/** A connection the caller owns (callback or promise flavour): never released or closed. */
+export function mysqlConnectionDriver(connection: MysqlConnectionLike, flavour: string): Driver {
+  return {
+    dialect: 'mysql',
+    description: `a ${flavour} connection`,
+    lease: async () =>
+      mysqlLease(connection, { release: async () => undefined, destroy: async () => false }),
+  };
+}
+
+/** A mysql2 pool (callback or promise flavour): each lock borrows a connection for its hold. */
+export function mysqlPoolDriver(
+  pool: MysqlPoolLike,
+  flavour: string,
+  connection: 'pool' | 'dedicated',
+): Driver {
+  if (connection === 'dedicated') {
+    return {
+      dialect: 'mysql',
+      description: `a ${flavour} pool (dedicated connections)`,
+      async lease() {
+        const conn = await openConnection(pool.config.connectionConfig);
+        await new Promise<void>((resolve, reject) =>
+          conn.connect((err) => (err ? reject(err) : resolve())),
+        );
+        const close = async () => conn.destroy();
+        return mysqlLease(conn, { release: close, destroy: async () => (close(), true) });
+      },
+    };
+  }
+  return {
+    dialect: 'mysql',
+    description: `a ${flavour} pool`,
+    async lease() {
+      const conn = await new Promise<MysqlConnectionLike>((resolve, reject) =>
+        pool.getConnection((err, c) => (err ? reject(err) : resolve(c))),
+      );
+      return mysqlLease(conn, {
+        release: async () => conn.release?.(),
+        destroy: async () => (conn.destroy(), true),
+      });
+    },
+  };
+}
+

@@ -1,0 +1,149 @@
+import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
+import { ConnectionEvents, type ConnectionEmitter } from './connection-events.js';
+
+interface PgResult {
+  rows: Row[];
+}
+
+/** The parts of a node-postgres `Client` (or `PoolClient`) the library uses. */
+export interface PgClientLike extends ConnectionEmitter {
+  query(sql: string, params?: unknown[]): Promise<PgResult | PgResult[]>;
+  connect(): Promise<unknown>;
+  end(): Promise<void>;
+  readonly processID: number | null;
+  readonly connectionParameters: object;
+  getTransactionStatus?(): string | null;
+  release?(destroy?: boolean | Error): void;
+}
+
+/** The parts of a node-postgres `Pool` the library uses. */
+export interface PgPoolLike {
+  connect(): Promise<PgClientLike>;
+  readonly options: object;
+  readonly Client: new (config: object) => PgClientLike;
+  readonly totalCount: number;
+}
+
+export function isPgClient(target: unknown): target is PgClientLike {
+  const t = target as Partial<PgClientLike> | null;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.query === 'function' &&
+    typeof t.connect === 'function' &&
+    'processID' in t &&
+    typeof t.connectionParameters === 'object'
+  );
+}
+
+export function isPgPool(target: unknown): target is PgPoolLike {
+  const t = target as Partial<PgPoolLike> | null;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.connect === 'function' &&
+    typeof t.totalCount === 'number' &&
+    typeof t.Client === 'function' &&
+    typeof t.options === 'object'
+  );
+}
+
+/** Runs statements on one pg client; the query is handed to the client synchronously. */
+export function pgSession(client: PgClientLike): SqlSession {
+  return {
+    query(sql, params) {
+      const pending = params ? client.query(sql, [...params]) : client.query(sql);
+      return pending.then((result) =>
+        Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []],
+      );
+    },
+    inTransaction() {
+      const status =
+        client.getTransactionStatus?.() ?? (client as unknown as { _txStatus?: string })._txStatus;
+      return status === 'T' || status === 'E';
+    },
+    cancel: () => cancelPgQuery(client),
+  };
+}
+
+/** Cancels the statement running on `client` with pg_cancel_backend from a short-lived client. */
+async function cancelPgQuery(client: PgClientLike): Promise<void> {
+  const Client = client.constructor as new (config: object) => PgClientLike;
+  const canceller = new Client({ ...client.connectionParameters });
+  canceller.on('error', () => undefined);
+  try {
+    await canceller.connect();
+    await canceller.query('SELECT pg_cancel_backend($1)', [client.processID]);
+  } finally {
+    await canceller.end().catch(() => undefined);
+  }
+}
+
+/** A lease on a client the caller owns: it is never released or closed by the library. */
+export function callerOwnedPgLease(client: PgClientLike): ConnectionLease {
+  return pgLease(client, {
+    release: async () => undefined,
+    destroy: async () => false,
+  });
+}
+
+export function pgLease(
+  client: PgClientLike,
+  giveBack: { release(): Promise<void>; destroy(): Promise<boolean> },
+): ConnectionLease {
+  const events = new ConnectionEvents(client);
+  let ended = false;
+  const end = async (destroy: boolean): Promise<boolean> => {
+    if (ended) return destroy;
+    ended = true;
+    // Keep listening while a destroyed client closes, so its last 'error' cannot crash anything.
+    try {
+      return destroy || events.lost ? await giveBack.destroy() : (await giveBack.release(), false);
+    } finally {
+      events.detach();
+    }
+  };
+  return {
+    session: pgSession(client),
+    release: async () => void (await end(false)),
+    destroy: () => end(true),
+    watch: (onLost) => events.watch(onLost),
+  };
+}
+
+/** A pg.Client or PoolClient that the caller owns: the lock runs on it and never closes it. */
+export function pgClientDriver(client: PgClientLike): Driver {
+  return {
+    dialect: 'postgres',
+    description: typeof client.release === 'function' ? 'a pg PoolClient' : 'a pg Client',
+    lease: async () => callerOwnedPgLease(client),
+  };
+}
+
+/** A pg.Pool: each lock borrows a client (or opens a dedicated one) for its wait and hold. */
+export function pgPoolDriver(pool: PgPoolLike, connection: 'pool' | 'dedicated'): Driver {
+  if (connection === 'dedicated') {
+    return {
+      dialect: 'postgres',
+      description: 'a pg Pool (dedicated connections)',
+      async lease() {
+        const client = new pool.Client({ ...pool.options });
+        client.on('error', () => undefined);
+        await client.connect();
+        const close = async () => void (await client.end().catch(() => undefined));
+        return pgLease(client, { release: close, destroy: async () => (await close(), true) });
+      },
+    };
+  }
+  return {
+    dialect: 'postgres',
+    description: 'a pg Pool',
+    async lease() {
+      const client = await pool.connect();
+      return pgLease(client, {
+        release: async () => client.release?.(),
+        destroy: async () => (client.release?.(true), true),
+      });
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * Every error that knex-dlock throws is a {@link DlockError} with a stable `code`, so callers
+ * can branch on `err.code` without parsing messages.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await lock.release();
+ * } catch (err) {
+ *   if (err instanceof DlockError && err.code === 'ERR_DLOCK_NOT_HELD') {
+ *     // nothing to release
+ *   }
+ * }
+ * ```
+ */
+export class DlockError extends Error {
+  /** A stable machine-readable code, e.g. `ERR_DLOCK_NOT_HELD`. */
+  readonly code: DlockErrorCode;
+
+  constructor(code: DlockErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Every `code` a {@link DlockError} can carry. */
+export type DlockErrorCode =
+  | 'ERR_DLOCK_NOT_HELD'
+  | 'ERR_DLOCK_ALREADY_HELD'
+  | 'ERR_DLOCK_TIMEOUT'
+  | 'ERR_DLOCK_INVALID_KEY'
+  | 'ERR_DLOCK_INVALID_OPTION'
+  | 'ERR_DLOCK_UNSUPPORTED_TARGET'
+  | 'ERR_DLOCK_LOST'
+  | 'ERR_DLOCK_DEADLOCK'
+  | 'ERR_DLOCK_DATABASE';
+
+/** `release()` was called on a lock object that does not hold its lock. */
+export class LockNotHeldError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_NOT_HELD', message);
+  }
+}
+
+/** `acquire()` was called on a lock object that already holds (or is acquiring) its lock. */
+export class LockAlreadyHeldError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_ALREADY_HELD', message);
+  }
+}
+
+/** `withLock(..., { timeout })` could not take the lock in time. */
+export class LockTimeoutError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_TIMEOUT', message);
+  }
+}
+
+/** The key cannot be turned into a database lock key (wrong type, out of range, ...). */
+export class InvalidKeyError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_INVALID_KEY', message, options);
+  }
+}
+
+/** An option is unknown, malformed, or not supported by the database or target. */
+export class InvalidOptionError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_INVALID_OPTION', message);
+  }
+}
+
+/** `createLock` received something it cannot take a lock through. */
+export class UnsupportedTargetError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_UNSUPPORTED_TARGET', message);
+  }
+}
+
+/** The lock was held, but its connection died or was killed: the database no longer holds it. */
+export class LockLostError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_LOST', message, options);
+  }
+}
+
+/** The database found a deadlock between lock waits and chose this one to fail. */
+export class LockDeadlockError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_DEADLOCK', message, options);
+  }
+}
+
+/** The database or driver failed in a way the library did not expect; see `cause`. */
+export class LockDatabaseError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_DATABASE', message, options);
+  }
+}
+
+/** Wraps an unknown driver error, keeping it as `cause`. */
+export function databaseError(action: string, cause: unknown): LockDatabaseError {
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return new LockDatabaseError(`${action} failed: ${detail}`, { cause });
+}

@@ -1,0 +1,20 @@
+export { createLock, type LockTarget } from './create-lock.js';
+export { withLock, type WithLockOptions } from './with-lock.js';
+export { BaseLock } from './lock.js';
+export { PostgresLock } from './postgres-lock.js';
+export { MysqlLock } from './mysql-lock.js';
+export type { AcquireOptions, LockOptions } from './options.js';
+export type { LockKey } from './keys.js';
+export {
+  DlockError,
+  LockNotHeldError,
+  LockAlreadyHeldError,
+  LockTimeoutError,
+  InvalidKeyError,
+  InvalidOptionError,
+  UnsupportedTargetError,
+  LockLostError,
+  LockDeadlockError,
+  LockDatabaseError,
+  type DlockErrorCode,
+} from './errors.js';

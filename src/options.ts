@@ -1,0 +1,113 @@
+import type { Wait } from './dialects/dialect.js';
+import { InvalidOptionError, type LockLostError } from './errors.js';
+import { describe, type LockKey } from './keys.js';
+
+/** Options of {@link BaseLock.acquire}. */
+export interface AcquireOptions {
+  /** `false` tries once and never waits (same as `timeout: 0`). Default `true`. */
+  block?: boolean;
+  /**
+   * The longest wait, in milliseconds; a negative value counts as 0, and 2^31 - 1 or more (or
+   * `Infinity`) waits forever. Default: wait forever.
+   * PostgreSQL and MariaDB honour milliseconds; MySQL waits in whole seconds (rounded up).
+   */
+  timeout?: number;
+  /** Aborting it cancels the wait on the server; `acquire()` then rejects with its reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link createLock}. */
+export interface LockOptions<K = LockKey> {
+  /** A shared lock: shared locks do not exclude each other (PostgreSQL only). Default `false`. */
+  shared?: boolean;
+  /**
+   * A transaction-level lock, held until the transaction ends (PostgreSQL only; the target must
+   * be a transaction or a connection inside one). Default `false`.
+   */
+  xact?: boolean;
+  /**
+   * Turns the key into the database key yourself: an int64 `bigint` for PostgreSQL, a lock name
+   * `string` for MySQL. Default: the sqlalchemy-dlock conversion.
+   */
+  convert?: (key: K) => bigint | string;
+  /**
+   * For pool targets (knex instance, pg.Pool, mysql2 pool): `'pool'` borrows a pooled connection
+   * for the wait and the hold; `'dedicated'` opens a connection of its own from the pool's
+   * settings, so that waiting locks never take connections the application needs. Default
+   * `'pool'`.
+   */
+  connection?: 'pool' | 'dedicated';
+  /** Called once, with an `ERR_DLOCK_LOST` error, if the held lock's connection dies. */
+  onLost?: (error: LockLostError) => void;
+}
+
+/** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+const LOCK_OPTION_NAMES = new Set(['shared', 'xact', 'convert', 'connection', 'onLost']);
+const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
+
+/** Refuses option names the library does not know: a typo must not silently change behaviour. */
+export function checkOptionNames(options: object, known: ReadonlySet<string>, where: string): void {
+  for (const name of Object.keys(options)) {
+    if (!known.has(name)) {
+      throw new InvalidOptionError(
+        `Unknown option "${name}" for ${where}; expected one of: ${[...known].join(', ')}.`,
+      );
+    }
+  }
+}
+
+function checkType(value: unknown, type: string, name: string): void {
+  if (value !== undefined && typeof value !== type) {
+    throw new InvalidOptionError(`Option "${name}" must be a ${type}, got ${describe(value)}.`);
+  }
+}
+
+/** Validates createLock's options before anything else happens. */
+export function checkLockOptions(options: LockOptions<never>): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(`Lock options must be an object, got ${describe(options)}.`);
+  }
+  checkOptionNames(options, LOCK_OPTION_NAMES, 'createLock');
+  checkType(options.shared, 'boolean', 'shared');
+  checkType(options.xact, 'boolean', 'xact');
+  checkType(options.convert, 'function', 'convert');
+  checkType(options.onLost, 'function', 'onLost');
+  if (options.connection !== undefined && !['pool', 'dedicated'].includes(options.connection)) {
+    throw new InvalidOptionError(
+      `Option "connection" must be 'pool' or 'dedicated', got ${describe(options.connection)}.`,
+    );
+  }
+}
+
+/** Checks a timeout in milliseconds: a number, not NaN; negative counts as 0. */
+export function checkTimeout(timeout: unknown): number | undefined {
+  if (timeout === undefined) return undefined;
+  if (typeof timeout !== 'number' || Number.isNaN(timeout)) {
+    throw new InvalidOptionError(
+      `Option "timeout" must be a number of milliseconds, got ${describe(timeout)}.`,
+    );
+  }
+  return Math.max(0, timeout);
+}
+
+/** Turns acquire's options into how long to wait. */
+export function parseWait(options: AcquireOptions): Wait {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(`Acquire options must be an object, got ${describe(options)}.`);
+  }
+  checkOptionNames(options, ACQUIRE_OPTION_NAMES, 'acquire');
+  checkType(options.block, 'boolean', 'block');
+  checkSignal(options.signal);
+  const timeout = checkTimeout(options.timeout);
+  if (options.block === false || timeout === 0) return { kind: 'try' };
+  if (timeout === undefined || timeout >= MAX_TIMEOUT_MS) return { kind: 'forever' };
+  return { kind: 'timed', ms: timeout };
+}
+
+export function checkSignal(signal: unknown): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidOptionError(`Option "signal" must be an AbortSignal, got ${describe(signal)}.`);
+  }
+}
