@@ -1,0 +1,227 @@
+import { expect } from 'chai';
+import { createLock, withLock, type BaseLock } from '../src/index.js';
+import { expectRejectCode, sleep } from './support/expect.js';
+import {
+  openInspector,
+  TARGET_KINDS,
+  uniqueKey,
+  type LockInspector,
+  type OpenTarget,
+} from './support/targets.js';
+
+for (const kind of TARGET_KINDS) {
+  describe(`lock contract on ${kind.name}`, function () {
+    let inspector: LockInspector;
+    const opened: OpenTarget[] = [];
+    const locks: BaseLock[] = [];
+
+    async function open(): Promise<object> {
+      const target = await kind.open();
+      opened.push(target);
+      return target.target;
+    }
+
+    function lockOn(target: object, key: string): BaseLock {
+      const lock = createLock(target, key);
+      locks.push(lock);
+      return lock;
+    }
+
+    before(async () => {
+      inspector = await openInspector(kind.dialect);
+    });
+
+    after(async () => {
+      await inspector.close();
+    });
+
+    afterEach(async () => {
+      await Promise.all(locks.splice(0).map((lock) => lock.close().catch(() => undefined)));
+      await Promise.all(opened.splice(0).map((target) => target.close()));
+      expect(await inspector.anyHeld(), 'a lock was left held after the test').to.equal(false);
+    });
+
+    it('acquire() holds the lock in the database and release() frees it', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      expect(await lock.acquire()).to.equal(true);
+      expect(lock.locked).to.equal(true);
+      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      await lock.release();
+      expect(lock.locked).to.equal(false);
+      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+    });
+
+    it('two locks on different sessions exclude each other', async () => {
+      const key = uniqueKey();
+      const first = lockOn(await open(), key);
+      const second = lockOn(await open(), key);
+      expect(await first.acquire()).to.equal(true);
+      expect(await second.acquire({ block: false })).to.equal(false);
+      expect(await second.acquire({ timeout: 0 })).to.equal(false);
+      await first.release();
+      expect(await second.acquire({ block: false })).to.equal(true);
+    });
+
+    it('a waiting acquire() gets the lock as soon as the holder releases it', async () => {
+      const key = uniqueKey();
+      const holder = lockOn(await open(), key);
+      const waiter = lockOn(await open(), key);
+      await holder.acquire();
+      const waiting = waiter.acquire();
+      await sleep(200);
+      expect(waiter.locked).to.equal(false);
+      await holder.release();
+      expect(await waiting).to.equal(true);
+      expect(waiter.locked).to.equal(true);
+    });
+
+    it('a 300 ms timeout resolves false within 300-600 ms and holds nothing', async () => {
+      const key = uniqueKey();
+      const holder = lockOn(await open(), key);
+      const waiter = lockOn(await open(), key);
+      await holder.acquire();
+      const started = performance.now();
+      expect(await waiter.acquire({ timeout: 300 })).to.equal(false);
+      const elapsed = performance.now() - started;
+      expect(elapsed).to.be.within(290, 600);
+      expect(waiter.locked).to.equal(false);
+      await holder.release();
+      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+    });
+
+    it('aborting a waiting acquire() rejects with the reason and leaves nothing held', async () => {
+      const key = uniqueKey();
+      const holder = lockOn(await open(), key);
+      const waiter = lockOn(await open(), key);
+      await holder.acquire();
+      const controller = new AbortController();
+      const waiting = waiter.acquire({ signal: controller.signal });
+      await sleep(150);
+      const reason = new Error('stop waiting');
+      controller.abort(reason);
+      let caught: unknown;
+      await waiting.catch((err: unknown) => (caught = err));
+      expect(caught).to.equal(reason);
+      expect(waiter.locked).to.equal(false);
+      await holder.release();
+      await sleep(50);
+      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+    });
+
+    it('acquire() with an already aborted signal rejects before any query', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      const reason = new Error('already aborted');
+      let caught: unknown;
+      await lock.acquire({ signal: AbortSignal.abort(reason) }).catch((err) => (caught = err));
+      expect(caught).to.equal(reason);
+      expect(lock.locked).to.equal(false);
+    });
+
+    it('release() on an unlocked lock throws ERR_DLOCK_NOT_HELD; close() does not', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
+      await lock.close();
+      await lock.acquire();
+      await lock.close();
+      expect(lock.locked).to.equal(false);
+      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+      await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
+    });
+
+    it('acquire() on a held lock throws ERR_DLOCK_ALREADY_HELD', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      await lock.acquire();
+      await expectRejectCode(lock.acquire(), 'ERR_DLOCK_ALREADY_HELD');
+      expect(lock.locked).to.equal(true);
+    });
+
+    it('a lock object can be acquired again after release()', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      for (let i = 0; i < 3; i += 1) {
+        expect(await lock.acquire()).to.equal(true);
+        await lock.release();
+      }
+      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+    });
+
+    it('Symbol.asyncDispose closes the lock', async () => {
+      const lock = lockOn(await open(), uniqueKey());
+      await lock.acquire();
+      await lock[Symbol.asyncDispose]();
+      expect(lock.locked).to.equal(false);
+      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+    });
+
+    if (kind.pooled) {
+      it('two locks on the same pool use different connections and exclude each other', async () => {
+        const target = await open();
+        const key = uniqueKey();
+        const first = lockOn(target, key);
+        const second = lockOn(target, key);
+        expect(await first.acquire()).to.equal(true);
+        expect(await second.acquire({ block: false })).to.equal(false);
+        await first.release();
+        expect(await second.acquire({ block: false })).to.equal(true);
+      });
+    } else {
+      it('two lock objects on the same connection stack: each must be released', async () => {
+        const target = await open();
+        const key = uniqueKey();
+        const first = lockOn(target, key);
+        const second = lockOn(target, key);
+        const other = lockOn(await open(), key);
+        expect(await first.acquire()).to.equal(true);
+        expect(await second.acquire({ block: false })).to.equal(true);
+        await first.release();
+        expect(await other.acquire({ block: false })).to.equal(false);
+        await second.release();
+        expect(await other.acquire({ block: false })).to.equal(true);
+      });
+    }
+
+    it('withLock() runs the callback while holding the lock and closes it after', async () => {
+      const target = await open();
+      const key = uniqueKey();
+      let seen: bigint | string | undefined;
+      const result = await withLock(target, key, async (lock, signal) => {
+        expect(lock.locked).to.equal(true);
+        expect(signal.aborted).to.equal(false);
+        seen = lock.actualKey;
+        expect(await inspector.holders(lock.actualKey)).to.equal(1);
+        return 42;
+      });
+      expect(result).to.equal(42);
+      expect(await inspector.holders(seen!)).to.equal(0);
+    });
+
+    it('withLock() closes the lock when the callback throws', async () => {
+      const target = await open();
+      const key = uniqueKey();
+      let seen: bigint | string | undefined;
+      const failure = new Error('callback failed');
+      let caught: unknown;
+      await withLock(target, key, (lock) => {
+        seen = lock.actualKey;
+        throw failure;
+      }).catch((err) => (caught = err));
+      expect(caught).to.equal(failure);
+      expect(await inspector.holders(seen!)).to.equal(0);
+    });
+
+    it('withLock() throws ERR_DLOCK_TIMEOUT when the lock stays held past the timeout', async () => {
+      const key = uniqueKey();
+      const holder = lockOn(await open(), key);
+      await holder.acquire();
+      let ran = false;
+      await expectRejectCode(
+        withLock(await open(), key, () => void (ran = true), { timeout: 100 }),
+        'ERR_DLOCK_TIMEOUT',
+      );
+      await expectRejectCode(
+        withLock(await open(), key, () => void (ran = true), { block: false }),
+        'ERR_DLOCK_TIMEOUT',
+      );
+      expect(ran).to.equal(false);
+    });
+  });
+}

@@ -1,0 +1,43 @@
+import { expect } from 'chai';
+
+/** Awaits `promise` and asserts it rejects with an error whose `code` is `code`; returns it. */
+export async function expectRejectCode(promise: Promise<unknown>, code: string): Promise<Error> {
+  let outcome: unknown;
+  try {
+    outcome = await promise;
+  } catch (err) {
+    expect(err).to.have.property('code', code);
+    return err as Error;
+  }
+  expect.fail(`expected a rejection with ${code}, got ${String(outcome)}`);
+}
+
+/** Asserts `fn` throws synchronously an error whose `code` is `code`. */
+export function expectThrowCode(fn: () => unknown, code: string): Error {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.have.property('code', code);
+    return err as Error;
+  }
+  expect.fail(`expected ${code} to be thrown`);
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Collects process warnings with `code` while `fn` runs. */
+export async function captureWarnings(code: string, fn: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const listener = (warning: Error & { code?: string }) => {
+    if (warning.code === code) seen.push(warning.message);
+  };
+  process.on('warning', listener);
+  try {
+    await fn();
+    // Warnings are emitted on the next tick.
+    await sleep(10);
+  } finally {
+    process.off('warning', listener);
+  }
+  return seen;
+}

@@ -1,0 +1,191 @@
+/**
+ * Every kind of target createLock accepts, each able to open independent instances (two
+ * instances never share a database session) and to look into the database's lock tables.
+ */
+import knexFactory, { type Knex } from 'knex';
+import mysqlCallback from 'mysql2';
+import mysqlPromise from 'mysql2/promise';
+import pg from 'pg';
+import { databaseUrls } from './databases.js';
+
+export type DialectName = 'postgres' | 'mysql';
+
+export interface OpenTarget {
+  readonly target: object;
+  close(): Promise<void>;
+}
+
+export interface TargetKind {
+  readonly name: string;
+  readonly dialect: DialectName;
+  /** Whether the target lends connections (pool or knex instance) rather than being one. */
+  readonly pooled: boolean;
+  open(): Promise<OpenTarget>;
+}
+
+const pgUrl = async () => (await databaseUrls()).pg;
+const mysqlUrl = async () => (await databaseUrls()).mysql;
+
+function callbackEnd(end: (cb: (err?: unknown) => void) => void): Promise<void> {
+  return new Promise((resolve) => end(() => resolve()));
+}
+
+export const TARGET_KINDS: readonly TargetKind[] = [
+  {
+    name: 'knex (pg)',
+    dialect: 'postgres',
+    pooled: true,
+    async open() {
+      const knex = knexFactory({ client: 'pg', connection: await pgUrl(), pool: { min: 0, max: 4 } });
+      return { target: knex, close: () => knex.destroy() };
+    },
+  },
+  {
+    name: 'knex (mysql2)',
+    dialect: 'mysql',
+    pooled: true,
+    async open() {
+      const knex = knexFactory({ client: 'mysql2', connection: await mysqlUrl(), pool: { min: 0, max: 4 } });
+      return { target: knex, close: () => knex.destroy() };
+    },
+  },
+  {
+    name: 'pg.Client',
+    dialect: 'postgres',
+    pooled: false,
+    async open() {
+      const client = new pg.Client({ connectionString: await pgUrl() });
+      await client.connect();
+      return { target: client, close: () => client.end().catch(() => undefined) };
+    },
+  },
+  {
+    name: 'pg.Pool',
+    dialect: 'postgres',
+    pooled: true,
+    async open() {
+      const pool = new pg.Pool({ connectionString: await pgUrl(), max: 4 });
+      return { target: pool, close: () => pool.end() };
+    },
+  },
+  {
+    name: 'pg.PoolClient',
+    dialect: 'postgres',
+    pooled: false,
+    async open() {
+      const pool = new pg.Pool({ connectionString: await pgUrl(), max: 1 });
+      const client = await pool.connect();
+      return {
+        target: client,
+        close: async () => {
+          client.release(true);
+          await pool.end();
+        },
+      };
+    },
+  },
+  {
+    name: 'mysql2 connection',
+    dialect: 'mysql',
+    pooled: false,
+    async open() {
+      const conn = mysqlCallback.createConnection({ uri: await mysqlUrl() });
+      return { target: conn, close: () => callbackEnd((cb) => conn.end(cb)) };
+    },
+  },
+  {
+    name: 'mysql2/promise connection',
+    dialect: 'mysql',
+    pooled: false,
+    async open() {
+      const conn = await mysqlPromise.createConnection({ uri: await mysqlUrl() });
+      return { target: conn, close: () => conn.end().catch(() => undefined) };
+    },
+  },
+  {
+    name: 'mysql2 pool',
+    dialect: 'mysql',
+    pooled: true,
+    async open() {
+      const pool = mysqlCallback.createPool({ uri: await mysqlUrl(), connectionLimit: 4 });
+      return { target: pool, close: () => callbackEnd((cb) => pool.end(cb)) };
+    },
+  },
+  {
+    name: 'mysql2/promise pool',
+    dialect: 'mysql',
+    pooled: true,
+    async open() {
+      const pool = mysqlPromise.createPool({ uri: await mysqlUrl(), connectionLimit: 4 });
+      return { target: pool, close: () => pool.end() };
+    },
+  },
+];
+
+/** An inspector on its own connection: asks the database who holds which lock. */
+export interface LockInspector {
+  /** How many sessions hold the lock (PostgreSQL: granted rows; MySQL: 0 or 1). */
+  holders(actualKey: bigint | string): Promise<number>;
+  /** Whether any advisory / named lock at all is held by a session other than the inspector. */
+  anyHeld(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+let metadataPluginChecked = false;
+
+export async function openInspector(dialect: DialectName): Promise<LockInspector> {
+  if (dialect === 'postgres') {
+    const client = new pg.Client({ connectionString: await pgUrl() });
+    await client.connect();
+    return {
+      async holders(key) {
+        const k = BigInt.asUintN(64, BigInt(key));
+        const { rows } = await client.query(
+          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND objsubid = 1 AND classid::int8 = $1 AND objid::int8 = $2`,
+          [(k >> 32n).toString(), (k & 0xffffffffn).toString()],
+        );
+        return rows[0].n as number;
+      },
+      async anyHeld() {
+        const { rows } = await client.query(
+          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND pid <> pg_backend_pid()`,
+        );
+        return (rows[0].n as number) > 0;
+      },
+      close: () => client.end(),
+    };
+  }
+  const conn = await mysqlPromise.createConnection({ uri: await mysqlUrl() });
+  return {
+    async holders(name) {
+      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>('SELECT IS_USED_LOCK(?) AS id', [
+        String(name),
+      ]);
+      return rows[0]?.id === null ? 0 : 1;
+    },
+    async anyHeld() {
+      // MariaDB lists user locks only through the metadata_lock_info plugin.
+      if (!metadataPluginChecked) {
+        await conn.query("INSTALL SONAME 'metadata_lock_info'").catch(() => undefined);
+        metadataPluginChecked = true;
+      }
+      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>(
+        `SELECT COUNT(*) AS n FROM information_schema.METADATA_LOCK_INFO
+          WHERE LOCK_TYPE = 'User lock' AND THREAD_ID <> CONNECTION_ID()`,
+      );
+      return Number(rows[0]?.n) > 0;
+    },
+    close: () => conn.end(),
+  };
+}
+
+/** A fresh key per test, so that tests never see each other's locks. */
+let keyCounter = 0;
+export function uniqueKey(label = 'key'): string {
+  keyCounter += 1;
+  return `knex-dlock-test:${label}:${process.pid}:${Date.now()}:${keyCounter}`;
+}
+
+export type { Knex };
