@@ -6,6 +6,7 @@ import knexFactory, { type Knex } from 'knex';
 import mysqlCallback from 'mysql2';
 import mysqlPromise from 'mysql2/promise';
 import pg from 'pg';
+import { MysqlLock, PostgresLock } from '../../src/index.js';
 import { databaseUrls } from './databases.js';
 
 export type DialectName = 'postgres' | 'mysql';
@@ -126,14 +127,32 @@ export const TARGET_KINDS: readonly TargetKind[] = [
 export interface LockInspector {
   /** How many sessions hold the lock (PostgreSQL: granted rows; MySQL: 0 or 1). */
   holders(actualKey: bigint | string): Promise<number>;
-  /** Whether any advisory / named lock at all is held by a session other than the inspector. */
-  anyHeld(): Promise<boolean>;
+  /**
+   * The keys made by {@link uniqueKey} since the last call whose lock some session still holds.
+   * Only this process's keys are looked at, so that other test runs on the same servers do not
+   * interfere.
+   */
+  leftovers(): Promise<string[]>;
   close(): Promise<void>;
 }
 
-let metadataPluginChecked = false;
-
 export async function openInspector(dialect: DialectName): Promise<LockInspector> {
+  const inspector = await openHolderCounter(dialect);
+  return {
+    ...inspector,
+    async leftovers() {
+      const keys = issuedKeys.splice(0);
+      const held: string[] = [];
+      for (const key of keys) {
+        const actual = dialect === 'postgres' ? PostgresLock.convert(key) : MysqlLock.convert(key);
+        if ((await inspector.holders(actual)) > 0) held.push(key);
+      }
+      return held;
+    },
+  };
+}
+
+async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspector, 'leftovers'>> {
   if (dialect === 'postgres') {
     const client = new pg.Client({ connectionString: await pgUrl() });
     await client.connect();
@@ -147,13 +166,6 @@ export async function openInspector(dialect: DialectName): Promise<LockInspector
         );
         return rows[0].n as number;
       },
-      async anyHeld() {
-        const { rows } = await client.query(
-          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
-             AND pid <> pg_backend_pid()`,
-        );
-        return (rows[0].n as number) > 0;
-      },
       close: () => client.end(),
     };
   }
@@ -165,27 +177,18 @@ export async function openInspector(dialect: DialectName): Promise<LockInspector
       ]);
       return rows[0]?.id === null ? 0 : 1;
     },
-    async anyHeld() {
-      // MariaDB lists user locks only through the metadata_lock_info plugin.
-      if (!metadataPluginChecked) {
-        await conn.query("INSTALL SONAME 'metadata_lock_info'").catch(() => undefined);
-        metadataPluginChecked = true;
-      }
-      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>(
-        `SELECT COUNT(*) AS n FROM information_schema.METADATA_LOCK_INFO
-          WHERE LOCK_TYPE = 'User lock' AND THREAD_ID <> CONNECTION_ID()`,
-      );
-      return Number(rows[0]?.n) > 0;
-    },
     close: () => conn.end(),
   };
 }
 
 /** A fresh key per test, so that tests never see each other's locks. */
 let keyCounter = 0;
+const issuedKeys: string[] = [];
 export function uniqueKey(label = 'key'): string {
   keyCounter += 1;
-  return `knex-dlock-test:${label}:${process.pid}:${Date.now()}:${keyCounter}`;
+  const key = `dlock-test:${label}:${process.pid}:${Date.now()}:${keyCounter}`;
+  issuedKeys.push(key);
+  return key;
 }
 
 export type { Knex };
