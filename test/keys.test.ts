@@ -1,0 +1,91 @@
+import { expect } from 'chai';
+import { MysqlLock, PostgresLock } from '../src/index.js';
+import { expectThrowCode } from './support/expect.js';
+
+describe('PostgreSQL key conversion (sqlalchemy-dlock compatible)', () => {
+  const vectors: [string, bigint][] = [
+    ['hello', 9022087748821825191n],
+    ['migrations', 8001856219791164783n],
+    ['', -5426141060434712860n],
+    ['ключ', 2362285139686184012n],
+  ];
+  for (const [key, expected] of vectors) {
+    it(`convert(${JSON.stringify(key)}) is ${expected}`, () => {
+      expect(PostgresLock.convert(key)).to.equal(expected);
+    });
+  }
+
+  it('bytes hash like the UTF-8 string they encode', () => {
+    expect(PostgresLock.convert(new TextEncoder().encode('hello'))).to.equal(9022087748821825191n);
+    expect(PostgresLock.convert(Buffer.from('ключ'))).to.equal(2362285139686184012n);
+  });
+
+  it('integers within int64 pass unchanged, as bigint', () => {
+    expect(PostgresLock.convert(42)).to.equal(42n);
+    expect(PostgresLock.convert(-(2n ** 63n))).to.equal(-(2n ** 63n));
+    expect(PostgresLock.convert(2n ** 63n - 1n)).to.equal(2n ** 63n - 1n);
+    expect(PostgresLock.ensureInt64(Number.MAX_SAFE_INTEGER)).to.equal(9007199254740991n);
+  });
+
+  it('integers outside int64 throw ERR_DLOCK_INVALID_KEY', () => {
+    expectThrowCode(() => PostgresLock.convert(2n ** 63n), 'ERR_DLOCK_INVALID_KEY');
+    expectThrowCode(() => PostgresLock.convert(-(2n ** 63n) - 1n), 'ERR_DLOCK_INVALID_KEY');
+  });
+
+  it('non-integer, unsafe or non-finite numbers throw ERR_DLOCK_INVALID_KEY', () => {
+    for (const bad of [1.5, NaN, Infinity, -Infinity, 2 ** 60]) {
+      expectThrowCode(() => PostgresLock.convert(bad), 'ERR_DLOCK_INVALID_KEY');
+    }
+  });
+
+  it('a string with a lone surrogate throws ERR_DLOCK_INVALID_KEY instead of colliding', () => {
+    expectThrowCode(() => PostgresLock.convert('a\uD800b'), 'ERR_DLOCK_INVALID_KEY');
+  });
+
+  it('other types throw ERR_DLOCK_INVALID_KEY', () => {
+    for (const bad of [null, undefined, {}, [], true, Symbol('s')]) {
+      expectThrowCode(() => PostgresLock.convert(bad as never), 'ERR_DLOCK_INVALID_KEY');
+    }
+  });
+});
+
+describe('MySQL lock names (sqlalchemy-dlock compatible)', () => {
+  it('strings are used as they are', () => {
+    expect(MysqlLock.convert('nightly-report')).to.equal('nightly-report');
+    expect(MysqlLock.convert("it's \"quoted\"; --")).to.equal("it's \"quoted\"; --");
+  });
+
+  it('numbers and bigints become their decimal text', () => {
+    expect(MysqlLock.convert(42)).to.equal('42');
+    expect(MysqlLock.convert(-7n)).to.equal('-7');
+    expect(MysqlLock.convert(1.5)).to.equal('1.5');
+  });
+
+  it('bytes are decoded as UTF-8; invalid UTF-8 throws ERR_DLOCK_INVALID_KEY', () => {
+    expect(MysqlLock.convert(Buffer.from('ключ'))).to.equal('ключ');
+    expectThrowCode(() => MysqlLock.convert(new Uint8Array([0xff, 0xfe])), 'ERR_DLOCK_INVALID_KEY');
+  });
+
+  it('a name of 64 code points is kept; 65 is hashed into 64 characters', () => {
+    const emoji64 = '😀'.repeat(64);
+    expect(MysqlLock.convert(emoji64)).to.equal(emoji64);
+    const long = 'k'.repeat(65);
+    const hashed = MysqlLock.convert(long);
+    expect(Array.from(hashed)).to.have.length(64);
+    expect(hashed).to.match(/^k{39}~[0-9a-f]{24}$/);
+    expect(MysqlLock.convert(long)).to.equal(hashed);
+    expect(MysqlLock.convert('k'.repeat(66))).to.not.equal(hashed);
+  });
+
+  it('a 10 000-character name is hashed deterministically', () => {
+    const name = 'x'.repeat(10_000);
+    expect(Array.from(MysqlLock.convert(name))).to.have.length(64);
+    expect(MysqlLock.convert(name)).to.equal(MysqlLock.convert(name));
+  });
+
+  it('an empty name, NaN, Infinity or other types throw ERR_DLOCK_INVALID_KEY', () => {
+    for (const bad of ['', NaN, Infinity, null, {}, true]) {
+      expectThrowCode(() => MysqlLock.convert(bad as never), 'ERR_DLOCK_INVALID_KEY');
+    }
+  });
+});

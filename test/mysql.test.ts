@@ -1,0 +1,115 @@
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import mysql from 'mysql2/promise';
+import { createLock, MysqlLock } from '../src/index.js';
+import { databaseUrls } from './support/databases.js';
+import { captureWarnings, expectThrowCode } from './support/expect.js';
+import { openInspector, uniqueKey, type LockInspector } from './support/targets.js';
+
+describe('MySQL / MariaDB named locks', () => {
+  let inspector: LockInspector;
+  let knex: Knex;
+  const connections: mysql.Connection[] = [];
+
+  async function connection(): Promise<mysql.Connection> {
+    const conn = await mysql.createConnection({ uri: (await databaseUrls()).mysql });
+    connections.push(conn);
+    return conn;
+  }
+
+  before(async () => {
+    inspector = await openInspector('mysql');
+    knex = knexFactory({ client: 'mysql2', connection: (await databaseUrls()).mysql, pool: { min: 0, max: 4 } });
+  });
+  after(async () => {
+    await inspector.close();
+    await knex.destroy();
+  });
+  afterEach(async () => {
+    const leftovers = await inspector.leftovers();
+    await Promise.all(connections.splice(0).map((c) => c.end().catch(() => undefined)));
+    expect(leftovers, 'locks left held after the test').to.deep.equal([]);
+  });
+
+  it('holds the lock name sqlalchemy-dlock uses, visible to IS_USED_LOCK', async () => {
+    const conn = await connection();
+    const key = uniqueKey();
+    const lock = createLock(conn, key);
+    expect(lock.actualKey).to.equal(key);
+    await lock.acquire();
+    const [rows] = await conn.query<mysql.RowDataPacket[]>(
+      'SELECT IS_USED_LOCK(?) = CONNECTION_ID() AS mine',
+      [key],
+    );
+    expect(Number(rows[0]?.mine)).to.equal(1);
+    await lock.release();
+  });
+
+  it('a raw GET_LOCK on the same name is excluded by the library lock', async () => {
+    const key = uniqueKey();
+    const lock = createLock(await connection(), key);
+    await lock.acquire();
+    const [rows] = await (await connection()).query<mysql.RowDataPacket[]>(
+      'SELECT GET_LOCK(?, 0) AS ok',
+      [key],
+    );
+    expect(Number(rows[0]?.ok)).to.equal(0);
+    await lock.release();
+  });
+
+  it('shared or xact locks throw ERR_DLOCK_INVALID_OPTION before any query', () => {
+    expectThrowCode(() => createLock(knex, 'k', { shared: true }), 'ERR_DLOCK_INVALID_OPTION');
+    expectThrowCode(() => createLock(knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
+  });
+
+  it('a name over 64 characters is hashed and locks like any other', async () => {
+    const key = uniqueKey('long-' + 'é'.repeat(80));
+    const first = createLock(await connection(), key);
+    const second = createLock(await connection(), key);
+    expect(Array.from(first.actualKey as string)).to.have.length(64);
+    expect(await first.acquire()).to.equal(true);
+    expect(await second.acquire({ block: false })).to.equal(false);
+    expect(await inspector.holders(MysqlLock.convert(key))).to.equal(1);
+    await first.release();
+  });
+
+  it('names with quotes, backslashes and NUL travel as parameters and lock exactly', async () => {
+    for (const hostile of [`'; SELECT RELEASE_ALL_LOCKS(); --`, 'back\\slash', 'nul\u0000byte', '"dq"']) {
+      const key = uniqueKey(hostile);
+      const lock = createLock(await connection(), key);
+      expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
+      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      await lock.release();
+    }
+  });
+
+  it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async () => {
+    const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];
+    const [c1, c2] = [await connection(), await connection()];
+    const a1 = createLock(c1, k1);
+    const b2 = createLock(c2, k2);
+    await a1.acquire();
+    await b2.acquire();
+    const waits = [createLock(c1, k2).acquire(), createLock(c2, k1).acquire()];
+    const victim = await Promise.race(
+      waits.map((wait, index) => wait.then(() => -1, (err: unknown) => ({ index, err }))),
+    );
+    expect(victim).to.not.equal(-1);
+    const { index, err } = victim as { index: number; err: unknown };
+    expect(err).to.have.property('code', 'ERR_DLOCK_DEADLOCK');
+    await (index === 0 ? a1 : b2).release();
+    expect(await waits[1 - index]).to.equal(true);
+    await Promise.all(connections.map((c) => c.query('SELECT RELEASE_ALL_LOCKS()')));
+  });
+
+  it('a session lock still held when its knex transaction ends is released, with a warning', async () => {
+    const key = uniqueKey();
+    const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
+      await knex.transaction(async (trx) => {
+        await createLock(trx, key).acquire();
+      });
+    });
+    expect(warnings).to.have.length(1);
+    expect(await inspector.holders(key)).to.equal(0);
+  });
+});

@@ -1,0 +1,229 @@
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import pg from 'pg';
+import { createLock, PostgresLock } from '../src/index.js';
+import { databaseUrls } from './support/databases.js';
+import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
+import { openInspector, uniqueKey, type LockInspector } from './support/targets.js';
+
+describe('PostgreSQL advisory locks', () => {
+  let inspector: LockInspector;
+  let knex: Knex;
+  const clients: pg.Client[] = [];
+
+  async function client(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: (await databaseUrls()).pg });
+    await c.connect();
+    clients.push(c);
+    return c;
+  }
+
+  before(async () => {
+    inspector = await openInspector('postgres');
+    knex = knexFactory({ client: 'pg', connection: (await databaseUrls()).pg, pool: { min: 0, max: 4 } });
+  });
+  after(async () => {
+    await inspector.close();
+    await knex.destroy();
+  });
+  afterEach(async () => {
+    const leftovers = await inspector.leftovers();
+    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
+    expect(leftovers, 'locks left held after the test').to.deep.equal([]);
+  });
+
+  it('locks the int64 key that sqlalchemy-dlock derives from the same string', async () => {
+    const c = await client();
+    const lock = createLock(c, 'hello');
+    expect(lock.actualKey).to.equal(9022087748821825191n);
+    expect(lock.getActualKey()).to.equal(9022087748821825191n);
+    expect(lock.key).to.equal('hello');
+    await lock.acquire();
+    const { rows } = await c.query(
+      `SELECT classid::int8 AS hi, objid::int8 AS lo FROM pg_locks
+        WHERE locktype = 'advisory' AND pid = pg_backend_pid()`,
+    );
+    const expected = BigInt.asUintN(64, 9022087748821825191n);
+    expect(rows).to.deep.equal([{ hi: String(expected >> 32n), lo: String(expected & 0xffffffffn) }]);
+    await lock.release();
+  });
+
+  it('a raw pg_try_advisory_lock on the same int64 is excluded by the library lock', async () => {
+    const key = uniqueKey();
+    const lock = createLock(await client(), key);
+    await lock.acquire();
+    const other = await client();
+    const { rows } = await other.query('SELECT pg_try_advisory_lock($1) AS ok', [
+      PostgresLock.convert(key),
+    ]);
+    expect(rows[0].ok).to.equal(false);
+    await lock.release();
+  });
+
+  it('shared locks overlap; an exclusive lock waits for all of them', async () => {
+    const key = uniqueKey();
+    const reader1 = createLock(await client(), key, { shared: true });
+    const reader2 = createLock(await client(), key, { shared: true });
+    const writer = createLock(await client(), key);
+    expect(await reader1.acquire()).to.equal(true);
+    expect(await reader2.acquire({ block: false })).to.equal(true);
+    expect(await writer.acquire({ block: false })).to.equal(false);
+    await reader1.release();
+    expect(await writer.acquire({ timeout: 100 })).to.equal(false);
+    await reader2.release();
+    expect(await writer.acquire({ block: false })).to.equal(true);
+    const reader3 = createLock(await client(), key, { shared: true });
+    expect(await reader3.acquire({ timeout: 50 })).to.equal(false);
+    await writer.release();
+  });
+
+  it('a timed wait outside a transaction leaves lock_timeout and statement_timeout as they were', async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    await holder.acquire();
+    const c = await client();
+    await c.query(`SET lock_timeout = '7s'; SET statement_timeout = '9s'`);
+    expect(await createLock(c, key).acquire({ timeout: 100 })).to.equal(false);
+    const { rows } = await c.query(
+      `SELECT current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st`,
+    );
+    expect(rows[0]).to.deep.equal({ lt: '7s', st: '9s' });
+    await holder.release();
+    const waiter = createLock(c, key);
+    expect(await waiter.acquire({ timeout: 1000 })).to.equal(true);
+    const after = await c.query(`SELECT current_setting('lock_timeout') AS lt`);
+    expect(after.rows[0].lt).to.equal('7s');
+    await waiter.release();
+  });
+
+  it("a session lock_timeout does not cut short a wait-forever acquire", async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    await holder.acquire();
+    const c = await client();
+    await c.query(`SET lock_timeout = '50ms'`);
+    const waiter = createLock(c, key);
+    const waiting = waiter.acquire();
+    await sleep(300);
+    await holder.release();
+    expect(await waiting).to.equal(true);
+    await waiter.release();
+  });
+
+  it("a timeout inside the caller's transaction does not abort it and restores its settings", async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    await holder.acquire();
+    const c = await client();
+    await c.query(`BEGIN; SET LOCAL lock_timeout = '3s'`);
+    for (const xact of [false, true]) {
+      expect(await createLock(c, key, { xact }).acquire({ timeout: 100 })).to.equal(false);
+    }
+    const { rows } = await c.query(
+      `SELECT 1 AS alive, current_setting('lock_timeout') AS lt, current_setting('statement_timeout') AS st`,
+    );
+    expect(rows[0]).to.deep.equal({ alive: 1, lt: '3s', st: '0' });
+    await c.query('COMMIT');
+    await holder.release();
+  });
+
+  it('a timed acquire inside a transaction restores the settings after it succeeds', async () => {
+    const c = await client();
+    await c.query(`BEGIN; SET LOCAL lock_timeout = '3s'`);
+    const lock = createLock(c, uniqueKey(), { xact: true });
+    expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
+    const { rows } = await c.query(`SELECT current_setting('lock_timeout') AS lt`);
+    expect(rows[0].lt).to.equal('3s');
+    await c.query('COMMIT');
+    expect(lock.locked).to.equal(false);
+  });
+
+  it('an xact lock on a pg client in BEGIN is held until COMMIT; release() only warns', async () => {
+    const key = uniqueKey();
+    const c = await client();
+    await c.query('BEGIN');
+    const lock = createLock(c, key, { xact: true });
+    expect(await lock.acquire()).to.equal(true);
+    const warnings = await captureWarnings('DLOCK_XACT_RELEASE', () => lock.release());
+    expect(warnings).to.have.length(1);
+    expect(lock.locked).to.equal(true);
+    expect(await inspector.holders(lock.actualKey)).to.equal(1);
+    await c.query('COMMIT');
+    expect(lock.locked).to.equal(false);
+    expect(await inspector.holders(lock.actualKey)).to.equal(0);
+    await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
+  });
+
+  it('an xact lock on a knex transaction ends with the transaction', async () => {
+    const key = uniqueKey();
+    let lock: PostgresLock | undefined;
+    await knex.transaction(async (trx) => {
+      lock = createLock(trx, key, { xact: true, shared: true }) as PostgresLock;
+      expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
+      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+    });
+    expect(lock!.locked).to.equal(false);
+    expect(await inspector.holders(lock!.actualKey)).to.equal(0);
+  });
+
+  it('xact: true on a client outside a transaction rejects with ERR_DLOCK_INVALID_OPTION', async () => {
+    const lock = createLock(await client(), uniqueKey(), { xact: true });
+    await expectRejectCode(lock.acquire(), 'ERR_DLOCK_INVALID_OPTION');
+    expect(lock.locked).to.equal(false);
+  });
+
+  it('xact: true on a pool or knex instance throws ERR_DLOCK_INVALID_OPTION at once', () => {
+    const pool = new pg.Pool();
+    expectThrowCode(() => createLock(pool, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
+    expectThrowCode(() => createLock(knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
+    return pool.end();
+  });
+
+  it('a session lock still held when its knex transaction ends is released, with a warning', async () => {
+    const key = uniqueKey();
+    let lock: PostgresLock | undefined;
+    const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
+      await knex.transaction(async (trx) => {
+        lock = createLock(trx, key) as PostgresLock;
+        await lock.acquire();
+      });
+    });
+    expect(warnings).to.have.length(1);
+    expect(lock!.locked).to.equal(false);
+    expect(await inspector.holders(lock!.actualKey)).to.equal(0);
+  });
+
+  it('a session lock released inside the knex transaction gives no warning', async () => {
+    const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
+      await knex.transaction(async (trx) => {
+        const lock = createLock(trx, uniqueKey());
+        await lock.acquire();
+        await lock.release();
+      });
+    });
+    expect(warnings).to.deep.equal([]);
+  });
+
+  it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async function () {
+    this.timeout(10_000);
+    const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];
+    const [c1, c2] = [await client(), await client()];
+    const a1 = createLock(c1, k1);
+    const b2 = createLock(c2, k2);
+    await a1.acquire();
+    await b2.acquire();
+    const a2 = createLock(c1, k2);
+    const b1 = createLock(c2, k1);
+    const waits = [a2.acquire(), b1.acquire()];
+    const victim = await Promise.race(
+      waits.map((wait, index) => wait.then(() => -1, (err: unknown) => ({ index, err }))),
+    );
+    expect(victim).to.not.equal(-1);
+    const { index, err } = victim as { index: number; err: unknown };
+    expect(err).to.have.property('code', 'ERR_DLOCK_DEADLOCK');
+    // The victim still holds its first lock; releasing it lets the survivor through.
+    await (index === 0 ? a1 : b2).release();
+    expect(await waits[1 - index]).to.equal(true);
+    for (const lock of [a1, b2, a2, b1]) await lock.close();
+  });
+});
