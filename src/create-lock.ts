@@ -57,7 +57,7 @@ export function createLock(
         'any transaction: pass a knex transaction (or a pg client inside BEGIN ... COMMIT).',
     );
   }
-  const parts = { driver, key, mode, onLost: options.onLost };
+  const parts = { driver, key, mode, onLost: options.onLost, keepalive: options.keepalive };
   if (driver.dialect === 'postgres') {
     const actualKey = convert
       ? postgresDialect.checkConvertedKey(convert(key))

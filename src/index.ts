@@ -18,3 +18,18 @@ export {
   LockDatabaseError,
   type DlockErrorCode,
 } from './errors.js';
+export {
+  inspectLock,
+  type InspectLockOptions,
+  type LockHolder,
+  type LockInspection,
+} from './inspect.js';
+export {
+  migrateLatest,
+  withMigrationLock,
+  DEFAULT_MIGRATION_LOCK_KEY,
+  type MigrateLatestOptions,
+  type MigrateLatestResult,
+  type MigratingKnex,
+  type MigrationLockOptions,
+} from './migrate.js';

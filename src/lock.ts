@@ -21,6 +21,8 @@ export interface LockParts<Key> {
   readonly actualKey: Key;
   readonly mode: LockMode;
   readonly onLost?: ((error: LockLostError) => void) | undefined;
+  /** Milliseconds between keepalive checks while held; undefined for none. */
+  readonly keepalive?: number | undefined;
 }
 
 /**
@@ -44,6 +46,7 @@ export abstract class BaseLock<Key extends bigint | string = bigint | string>
   readonly #dialect: Dialect<Key>;
   readonly #mode: LockMode;
   readonly #onLost: ((error: LockLostError) => void) | undefined;
+  readonly #keepalive: number | undefined;
   #state: State = 'idle';
   #lease: ConnectionLease | undefined;
   #detach: (() => void)[] = [];
@@ -55,6 +58,7 @@ export abstract class BaseLock<Key extends bigint | string = bigint | string>
     this.#dialect = parts.dialect;
     this.#mode = parts.mode;
     this.#onLost = parts.onLost;
+    this.#keepalive = parts.keepalive;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
     this.shared = parts.mode.shared;
@@ -180,6 +184,27 @@ export abstract class BaseLock<Key extends bigint | string = bigint | string>
     this.#detach = [lease.watch((cause) => this.#markLost(cause))];
     const ending = lease.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);
+    if (this.#keepalive !== undefined) this.#detach.push(this.#startKeepalive(lease, this.#keepalive));
+  }
+
+  /** Pings the held connection every `every` ms; a ping unanswered for `every` ms means lost. */
+  #startKeepalive(lease: ConnectionLease, every: number): () => void {
+    let sentAt: number | undefined;
+    const timer = setInterval(() => {
+      if (sentAt !== undefined) {
+        if (performance.now() - sentAt >= every) {
+          this.#markLost(new Error(`The connection did not answer a keepalive check within ${every} ms.`));
+        }
+        return;
+      }
+      sentAt = performance.now();
+      lease.session.ping().then(
+        () => (sentAt = undefined),
+        (err: unknown) => this.#markLost(err),
+      );
+    }, every);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   /**

@@ -39,12 +39,18 @@ export interface LockOptions<K = LockKey> {
   connection?: 'pool' | 'dedicated';
   /** Called once, with an `ERR_DLOCK_LOST` error, if the held lock's connection dies. */
   onLost?: (error: LockLostError) => void;
+  /**
+   * While the lock is held, check every `keepalive` milliseconds that its connection still
+   * answers; no answer within that time counts as a lost lock. Catches silent network
+   * partitions, which send no error or close event. Default: off (no queries while holding).
+   */
+  keepalive?: number;
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-const LOCK_OPTION_NAMES = new Set(['shared', 'xact', 'convert', 'connection', 'onLost']);
+const LOCK_OPTION_NAMES = new Set(['shared', 'xact', 'convert', 'connection', 'onLost', 'keepalive']);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
 /** Refuses option names the library does not know: a typo must not silently change behaviour. */
@@ -74,6 +80,12 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.xact, 'boolean', 'xact');
   checkType(options.convert, 'function', 'convert');
   checkType(options.onLost, 'function', 'onLost');
+  const keepalive: unknown = options.keepalive;
+  if (keepalive !== undefined && (typeof keepalive !== 'number' || !(keepalive >= 10) || keepalive > MAX_TIMEOUT_MS)) {
+    throw new InvalidOptionError(
+      `Option "keepalive" must be a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
+    );
+  }
   if (options.connection !== undefined && !['pool', 'dedicated'].includes(options.connection)) {
     throw new InvalidOptionError(
       `Option "connection" must be 'pool' or 'dedicated', got ${describe(options.connection)}.`,

@@ -1,6 +1,7 @@
 import type { ConnectionLease, Driver } from './types.js';
 import { pgLease, type PgClientLike } from './pg.js';
 import { mysqlLease, type MysqlConnectionLike } from './mysql2.js';
+import { CALLER_OWNED, type GiveBack } from './lease.js';
 
 /** The parts of `knex.client` the library uses. */
 interface KnexClientLike {
@@ -49,7 +50,6 @@ export function supportedKnexDriver(knex: KnexLike): KnexDriverName | undefined 
     : undefined;
 }
 
-type GiveBack = { release(): Promise<void>; destroy(): Promise<boolean> };
 
 function leaseFor(driverName: KnexDriverName, connection: unknown, giveBack: GiveBack) {
   return KNEX_DRIVERS[driverName] === 'postgres'
@@ -93,10 +93,7 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
     description: `a knex transaction (${driverName})`,
     async lease(): Promise<ConnectionLease> {
       const connection = await trx.client.acquireConnection();
-      const lease = leaseFor(driverName, connection, {
-        release: async () => undefined,
-        destroy: async () => false,
-      });
+      const lease = leaseFor(driverName, connection, CALLER_OWNED);
       return {
         ...lease,
         onTransactionEnding: (onEnding) => onTransactionEnding(trx, onEnding),

@@ -1,5 +1,6 @@
 import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
-import { ConnectionEvents, type ConnectionEmitter } from './connection-events.js';
+import type { ConnectionEmitter } from './connection-events.js';
+import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
 
 type QueryCallback = (err: Error | null, rows?: unknown) => void;
 
@@ -11,6 +12,7 @@ export interface MysqlConnectionLike extends ConnectionEmitter {
   release?(): void;
   destroy(): void;
   connect(callback: (err?: Error | null) => void): void;
+  ping(callback: (err?: Error | null) => void): void;
   end(callback?: (err?: Error | null) => void): unknown;
   _handshakePacket?: { serverVersion?: string } | null;
 }
@@ -80,6 +82,10 @@ export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
       return serverFlavor(connection);
     },
     cancel: () => killQuery(connection),
+    ping: () =>
+      new Promise<void>((resolve, reject) =>
+        connection.ping((err) => (err ? reject(err) : resolve())),
+      ),
   };
 }
 
@@ -109,27 +115,8 @@ async function openConnection(config: object, like?: MysqlConnectionLike): Promi
   return conn;
 }
 
-export function mysqlLease(
-  connection: MysqlConnectionLike,
-  giveBack: { release(): Promise<void>; destroy(): Promise<boolean> },
-): ConnectionLease {
-  const events = new ConnectionEvents(connection);
-  let ended = false;
-  const end = async (destroy: boolean): Promise<boolean> => {
-    if (ended) return destroy;
-    ended = true;
-    try {
-      return destroy || events.lost ? await giveBack.destroy() : (await giveBack.release(), false);
-    } finally {
-      events.detach();
-    }
-  };
-  return {
-    session: mysqlSession(connection),
-    release: async () => void (await end(false)),
-    destroy: () => end(true),
-    watch: (onLost) => events.watch(onLost),
-  };
+export function mysqlLease(connection: MysqlConnectionLike, giveBack: GiveBack): ConnectionLease {
+  return leaseConnection(connection, mysqlSession(connection), giveBack, () => connection.destroy());
 }
 
 /** A connection the caller owns (callback or promise flavour): never released or closed. */
@@ -137,8 +124,7 @@ export function mysqlConnectionDriver(connection: MysqlConnectionLike, flavour: 
   return {
     dialect: 'mysql',
     description: `a ${flavour} connection`,
-    lease: async () =>
-      mysqlLease(connection, { release: async () => undefined, destroy: async () => false }),
+    lease: async () => mysqlLease(connection, CALLER_OWNED),
   };
 }
 

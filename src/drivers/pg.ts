@@ -1,5 +1,6 @@
 import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
-import { ConnectionEvents, type ConnectionEmitter } from './connection-events.js';
+import type { ConnectionEmitter } from './connection-events.js';
+import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
 
 interface PgResult {
   rows: Row[];
@@ -63,6 +64,7 @@ export function pgSession(client: PgClientLike): SqlSession {
       return status === 'T' || status === 'E';
     },
     cancel: () => cancelPgQuery(client),
+    ping: () => client.query('SELECT 1').then(() => undefined),
   };
 }
 
@@ -79,36 +81,10 @@ async function cancelPgQuery(client: PgClientLike): Promise<void> {
   }
 }
 
-/** A lease on a client the caller owns: it is never released or closed by the library. */
-export function callerOwnedPgLease(client: PgClientLike): ConnectionLease {
-  return pgLease(client, {
-    release: async () => undefined,
-    destroy: async () => false,
-  });
-}
-
-export function pgLease(
-  client: PgClientLike,
-  giveBack: { release(): Promise<void>; destroy(): Promise<boolean> },
-): ConnectionLease {
-  const events = new ConnectionEvents(client);
-  let ended = false;
-  const end = async (destroy: boolean): Promise<boolean> => {
-    if (ended) return destroy;
-    ended = true;
-    // Keep listening while a destroyed client closes, so its last 'error' cannot crash anything.
-    try {
-      return destroy || events.lost ? await giveBack.destroy() : (await giveBack.release(), false);
-    } finally {
-      events.detach();
-    }
-  };
-  return {
-    session: pgSession(client),
-    release: async () => void (await end(false)),
-    destroy: () => end(true),
-    watch: (onLost) => events.watch(onLost),
-  };
+export function pgLease(connection: PgClientLike, giveBack: GiveBack): ConnectionLease {
+  return leaseConnection(connection, pgSession(connection), giveBack, () =>
+    (connection as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(),
+  );
 }
 
 /** A pg.Client or PoolClient that the caller owns: the lock runs on it and never closes it. */
@@ -116,7 +92,7 @@ export function pgClientDriver(client: PgClientLike): Driver {
   return {
     dialect: 'postgres',
     description: typeof client.release === 'function' ? 'a pg PoolClient' : 'a pg Client',
-    lease: async () => callerOwnedPgLease(client),
+    lease: async () => pgLease(client, CALLER_OWNED),
   };
 }
 

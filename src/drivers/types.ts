@@ -19,6 +19,8 @@ export interface SqlSession {
    * Resolves once the request was delivered; the running query then fails or returns early.
    */
   cancel(): Promise<void>;
+  /** Resolves when the server answers a no-op on this connection (for keepalive checks). */
+  ping(): Promise<void>;
 }
 
 /** A connection lent to one lock for as long as it needs it. */

@@ -127,6 +127,10 @@ export const TARGET_KINDS: readonly TargetKind[] = [
 export interface LockInspector {
   /** How many sessions hold the lock (PostgreSQL: granted rows; MySQL: 0 or 1). */
   holders(actualKey: bigint | string): Promise<number>;
+  /** The server-side ids (pg backend pid / MySQL connection id) of the sessions holding it. */
+  holderIds(actualKey: bigint | string): Promise<number[]>;
+  /** Kills a session on the server, as an operator or a failover would. */
+  kill(id: number): Promise<void>;
   /**
    * The keys made by {@link uniqueKey} since the last call whose lock some session still holds.
    * Only this process's keys are looked at, so that other test runs on the same servers do not
@@ -166,6 +170,18 @@ async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspect
         );
         return rows[0].n as number;
       },
+      async holderIds(key) {
+        const k = BigInt.asUintN(64, BigInt(key));
+        const { rows } = await client.query(
+          `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND objsubid = 1 AND classid::int8 = $1 AND objid::int8 = $2`,
+          [(k >> 32n).toString(), (k & 0xffffffffn).toString()],
+        );
+        return rows.map((row) => row.pid as number);
+      },
+      async kill(pid) {
+        await client.query('SELECT pg_terminate_backend($1)', [pid]);
+      },
       close: () => client.end(),
     };
   }
@@ -176,6 +192,16 @@ async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspect
         String(name),
       ]);
       return rows[0]?.id === null ? 0 : 1;
+    },
+    async holderIds(name) {
+      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>('SELECT IS_USED_LOCK(?) AS id', [
+        String(name),
+      ]);
+      const id = rows[0]?.id as number | null | undefined;
+      return id === null || id === undefined ? [] : [Number(id)];
+    },
+    async kill(id) {
+      await conn.query('KILL ?', [id]);
     },
     close: () => conn.end(),
   };

@@ -1,0 +1,232 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  DlockError,
+  InvalidKeyError,
+  InvalidOptionError,
+  UnsupportedTargetError,
+} from '../errors.js';
+import { parseDuration } from './duration.js';
+import { EXIT } from './exit-codes.js';
+import { createLogger, type Logger } from './log.js';
+import { runLocked } from './run.js';
+import { printStatus } from './status.js';
+
+interface CommonOptions {
+  key: string;
+  url?: string;
+  verbose?: boolean;
+}
+
+interface RunOptions extends CommonOptions {
+  timeout?: number;
+  wait: boolean;
+  shared?: boolean;
+  conflictExitCode: number;
+  onLost: 'terminate' | 'ignore';
+  killAfter: number;
+}
+
+interface StatusOptions extends CommonOptions {
+  json?: boolean;
+}
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  the command's own   the command ran; its exit code is passed on
+  128+N               the command (or the wait for the lock) was ended by signal N
+  ${EXIT.usage}                  bad arguments or setup (missing --key or URL, driver not installed)
+  ${EXIT.unavailable}                  the database could not be reached or failed
+  ${EXIT.conflict}                  the lock is held elsewhere (timeout or --no-wait); see --conflict-exit-code
+  ${EXIT.lost}                  the lock was lost while the command ran, and the command was stopped
+  ${EXIT.cannotExecute} / ${EXIT.notFound}           the command could not be executed / was not found`;
+
+const RUN_EXAMPLE = 'knex-dlock run --key migrations --timeout 5m -- npx knex migrate:latest';
+
+function duration(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function exitCode(value: string): number {
+  const code = Number(value);
+  if (!/^\d+$/.test(value) || code > 255) {
+    throw new InvalidArgumentError('An exit code is an integer from 0 to 255.');
+  }
+  return code;
+}
+
+function urlOf(options: CommonOptions): string {
+  if (!options.url) {
+    throw new InvalidOptionError(
+      'No database URL: pass --url or set DATABASE_URL (postgres://… or mysql://…).',
+    );
+  }
+  return options.url;
+}
+
+/** The version in the package.json above this file, in src/ and in dist/ alike. */
+function packageVersion(): string {
+  let dir = dirname(realpathSync(process.argv[1] ?? '.'));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'knex-dlock' && pkg.version) return pkg.version;
+    } catch {
+      // No package.json here (or not ours): look one level up.
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
+function addCommonOptions(command: Command): Command {
+  return command
+    .requiredOption('-k, --key <key>', 'the lock key (hashed to an int64 on PostgreSQL)')
+    .addOption(
+      new Option(
+        '--url <url>',
+        'database URL: postgres://, postgresql://, mysql:// or mariadb://',
+      ).env('DATABASE_URL'),
+    )
+    .option('--verbose', 'log each step on stderr');
+}
+
+/** Builds the `knex-dlock` program; `done` receives the exit code of the command that ran. */
+export function buildProgram(done: (code: number) => void): Command {
+  const program = new Command('knex-dlock')
+    .description(
+      'Run a command while holding a PostgreSQL advisory lock or a MySQL/MariaDB named lock, ' +
+        'or see who holds one.',
+    )
+    .version(packageVersion(), '-V, --version')
+    .enablePositionalOptions()
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  addRunCommand(program, done);
+  addStatusCommand(program, done);
+  return program;
+}
+
+function addRunCommand(program: Command, done: (code: number) => void): void {
+  const run = program
+    .command('run')
+    .summary('run a command while holding the lock')
+    .description(
+      'Take the lock, run the command while holding it, release it, and exit with the ' +
+        "command's exit code. If the lock is not acquired, the command is not run.",
+    )
+    .argument('<command...>', 'the command and its arguments (put them after --)')
+    .passThroughOptions();
+  addCommonOptions(run)
+    .option(
+      '--timeout <duration>',
+      'longest wait for the lock, e.g. 500ms, 30s, 5m (default: forever)',
+      duration,
+    )
+    .addOption(
+      new Option('--no-wait', 'do not wait: give up at once if the lock is held').conflicts(
+        'timeout',
+      ),
+    )
+    .option('--shared', 'take a shared lock (PostgreSQL only)')
+    .option(
+      '--conflict-exit-code <code>',
+      'exit code when the lock is not acquired',
+      exitCode,
+      EXIT.conflict,
+    )
+    .addOption(
+      new Option('--on-lost <action>', 'what to do if the lock is lost while the command runs')
+        .choices(['terminate', 'ignore'])
+        .default('terminate'),
+    )
+    .addOption(
+      new Option('--kill-after <duration>', 'after a lost lock, SIGKILL this long after SIGTERM')
+        .argParser(duration)
+        .default(10_000, '10s'),
+    )
+    .addHelpText('after', `${EXIT_CODES_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
+    .action(async (command: string[], options: RunOptions) => {
+      const log = createLogger(options.verbose ?? false);
+      const settings = () => ({
+        key: options.key,
+        url: urlOf(options),
+        timeout: options.timeout,
+        wait: options.wait,
+        shared: options.shared ?? false,
+        conflictExitCode: options.conflictExitCode,
+        onLost: options.onLost,
+        killAfter: options.killAfter,
+      });
+      done(await guard(log, () => runLocked(settings(), command, log)));
+    });
+}
+
+function addStatusCommand(program: Command, done: (code: number) => void): void {
+  const status = program
+    .command('status')
+    .summary('show whether the lock is held, and by whom')
+    .description(
+      'Show whether the lock is held and by which sessions: PostgreSQL pid, application name, ' +
+        'client address and times from pg_locks and pg_stat_activity; MySQL connection id ' +
+        'from IS_USED_LOCK with its PROCESSLIST row. Exits 0 whether or not it is held.',
+    );
+  addCommonOptions(status)
+    .option('--json', 'print the result as JSON')
+    .action(async (options: StatusOptions) => {
+      const log = createLogger(options.verbose ?? false);
+      const settings = () => ({
+        key: options.key,
+        url: urlOf(options),
+        json: options.json ?? false,
+      });
+      done(await guard(log, () => printStatus(settings(), log)));
+    });
+}
+
+/** Turns a failure into a message and an exit code; a bug still shows its stack. */
+async function guard(log: Logger, action: () => Promise<number>): Promise<number> {
+  try {
+    return await action();
+  } catch (err) {
+    if (
+      err instanceof InvalidOptionError ||
+      err instanceof InvalidKeyError ||
+      err instanceof UnsupportedTargetError
+    ) {
+      log.error(err.message);
+      return EXIT.usage;
+    }
+    if (err instanceof DlockError) {
+      log.error(err.message);
+      const cause = (err as { cause?: unknown }).cause;
+      if (cause instanceof Error) log.debug(`cause: ${cause.stack ?? cause.message}`);
+      return EXIT.unavailable;
+    }
+    throw err;
+  }
+}
+
+/** Parses `argv` (as process.argv) and runs the command; resolves the process exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let code: number = EXIT.usage;
+  const program = buildProgram((result) => {
+    code = result;
+  });
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT.usage;
+    throw err;
+  }
+  return code;
+}

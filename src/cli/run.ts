@@ -1,0 +1,211 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createLock } from '../create-lock.js';
+import { inspectLock } from '../inspect.js';
+import type { BaseLock } from '../lock.js';
+import { InvalidOptionError, type LockLostError } from '../errors.js';
+import { connect, dialectOfUrl, type CliDatabase } from './connect.js';
+import { formatDuration } from './duration.js';
+import { EXIT, signalExitCode } from './exit-codes.js';
+import type { Logger } from './log.js';
+import { formatHolder } from './status.js';
+import { SignalRouter } from './signals.js';
+
+/** What `knex-dlock run` was asked to do, after parsing. */
+export interface RunSettings {
+  readonly key: string;
+  readonly url: string;
+  /** Milliseconds; undefined waits forever. */
+  readonly timeout: number | undefined;
+  readonly wait: boolean;
+  readonly shared: boolean;
+  readonly conflictExitCode: number;
+  readonly onLost: 'terminate' | 'ignore';
+  /** Milliseconds between SIGTERM and SIGKILL when the lock is lost. */
+  readonly killAfter: number;
+}
+
+type ChildOutcome =
+  | { readonly kind: 'exit'; readonly code: number | null; readonly signal: NodeJS.Signals | null }
+  | { readonly kind: 'error'; readonly error: NodeJS.ErrnoException };
+
+/**
+ * Takes the lock, runs `command` with inherited stdio while holding it, releases it, and
+ * resolves the exit code: the command's own, or one of {@link EXIT}.
+ */
+export async function runLocked(
+  settings: RunSettings,
+  command: readonly string[],
+  log: Logger,
+): Promise<number> {
+  if (settings.shared && dialectOfUrl(settings.url) === 'mysql') {
+    throw new InvalidOptionError(
+      '--shared needs PostgreSQL: MySQL and MariaDB named locks are exclusive only.',
+    );
+  }
+  const signals = new SignalRouter();
+  try {
+    return await acquireAndRun(settings, command, log, signals);
+  } finally {
+    signals.dispose();
+  }
+}
+
+async function acquireAndRun(
+  settings: RunSettings,
+  command: readonly string[],
+  log: Logger,
+  signals: SignalRouter,
+): Promise<number> {
+  const waiting = new AbortController();
+  let interrupted: NodeJS.Signals | undefined;
+  signals.route((signal) => {
+    interrupted ??= signal;
+    waiting.abort();
+  });
+  const db = await connect(settings.url, `knex-dlock run ${settings.key}`);
+  try {
+    log.debug(`connected to ${db.description}`);
+    const lock = createLock(db.target, settings.key, { shared: settings.shared });
+    log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);
+    const started = Date.now();
+    let acquired = false;
+    try {
+      if (!interrupted) acquired = await lock.acquire(acquireOptions(settings, waiting.signal));
+    } catch (err) {
+      if (!interrupted) throw err;
+    }
+    if (interrupted) {
+      log.error(`${interrupted} received while waiting for the lock; the command was not run.`);
+      return signalExitCode(interrupted);
+    }
+    if (!acquired) {
+      log.error(await conflictMessage(db, settings, Date.now() - started));
+      return settings.conflictExitCode;
+    }
+    log.debug(`acquired the lock in ${Date.now() - started} ms`);
+    try {
+      return await supervise(lock, command, settings, log, signals);
+    } finally {
+      await closeLock(lock, log);
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+function acquireOptions(settings: RunSettings, signal: AbortSignal) {
+  if (!settings.wait) return { block: false, signal };
+  return settings.timeout === undefined ? { signal } : { timeout: settings.timeout, signal };
+}
+
+async function conflictMessage(db: CliDatabase, settings: RunSettings, waited: number) {
+  const why = settings.wait
+    ? `timed out after ${formatDuration(waited)} waiting for the lock "${settings.key}"`
+    : `the lock "${settings.key}" is held elsewhere (--no-wait)`;
+  let holders = '';
+  try {
+    const found = await inspectLock(db.target, settings.key);
+    if (found.held) holders = `; held by ${found.holders.map(formatHolder).join(', ')}`;
+  } catch {
+    // Naming the holder is a courtesy; the conflict is reported either way.
+  }
+  return `${why}${holders}. The command was not run (exit code ${settings.conflictExitCode}).`;
+}
+
+/** Runs the command while the lock is held; stops it if the lock is lost. */
+async function supervise(
+  lock: BaseLock,
+  command: readonly string[],
+  settings: RunSettings,
+  log: Logger,
+  signals: SignalRouter,
+): Promise<number> {
+  const held = lock.signal ?? AbortSignal.abort();
+  if (held.aborted) {
+    log.error(`${lostReason(held)} The command was not run.`);
+    return EXIT.lost;
+  }
+  const [file = '', ...args] = command;
+  log.debug(`running ${JSON.stringify(command)}`);
+  const child = spawn(file, args, { stdio: 'inherit' });
+  const outcome = waitForChild(child, log);
+  signals.route((signal) => {
+    log.debug(`passing ${signal} on to the command`);
+    child.kill(signal);
+  });
+  let stopped = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const onLost = () => {
+    if (settings.onLost === 'ignore') {
+      log.error(`${lostReason(held)} The command keeps running (--on-lost=ignore).`);
+      return;
+    }
+    stopped = true;
+    log.error(
+      `${lostReason(held)} Stopping the command: SIGTERM now, SIGKILL after ` +
+        `${formatDuration(settings.killAfter)}.`,
+    );
+    child.kill('SIGTERM');
+    killTimer = setTimeout(() => {
+      log.error('the command is still running after SIGTERM; sending SIGKILL.');
+      child.kill('SIGKILL');
+    }, settings.killAfter);
+  };
+  held.addEventListener('abort', onLost, { once: true });
+  let result: ChildOutcome;
+  try {
+    result = await outcome;
+  } finally {
+    held.removeEventListener('abort', onLost);
+    clearTimeout(killTimer);
+    // From here on a signal ends knex-dlock itself; its closing connection frees the lock.
+    signals.dispose();
+  }
+  return exitCodeOf(result, file, stopped, log);
+}
+
+function waitForChild(child: ChildProcess, log: Logger): Promise<ChildOutcome> {
+  return new Promise((resolve) => {
+    child.on('error', (error: NodeJS.ErrnoException) => {
+      // Without a pid the command never started; otherwise a kill failed, which 'exit' follows.
+      if (child.pid === undefined) resolve({ kind: 'error', error });
+      else log.debug(`signalling the command failed: ${error.message}`);
+    });
+    child.once('exit', (code, signal) => resolve({ kind: 'exit', code, signal }));
+  });
+}
+
+function exitCodeOf(result: ChildOutcome, file: string, stopped: boolean, log: Logger): number {
+  if (result.kind === 'error') {
+    const notFound = result.error.code === 'ENOENT';
+    log.error(`cannot run "${file}": ${notFound ? 'command not found' : result.error.message}.`);
+    return notFound ? EXIT.notFound : EXIT.cannotExecute;
+  }
+  const code = result.code ?? signalExitCode(result.signal ?? 'SIGKILL');
+  log.debug(
+    result.code === null
+      ? `the command was ended by ${result.signal ?? 'a signal'}`
+      : `the command exited with code ${result.code}`,
+  );
+  if (stopped) {
+    log.error(`the command was stopped because the lock was lost (exit code ${EXIT.lost}).`);
+    return EXIT.lost;
+  }
+  return code;
+}
+
+function lostReason(held: AbortSignal): string {
+  const reason = held.reason as LockLostError | undefined;
+  return reason?.message ?? 'The lock was lost.';
+}
+
+async function closeLock(lock: BaseLock, log: Logger): Promise<void> {
+  try {
+    await lock.close();
+    log.debug('released the lock');
+  } catch (err) {
+    log.error(
+      `releasing the lock failed (${(err as Error).message}); closing the connection frees it.`,
+    );
+  }
+}

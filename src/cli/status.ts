@@ -1,0 +1,77 @@
+import { inspectLock, type LockHolder, type LockInspection } from '../inspect.js';
+import { mysqlName } from '../dialects/mysql.js';
+import { postgresKey } from '../dialects/postgres.js';
+import { connect } from './connect.js';
+import type { Logger } from './log.js';
+
+/** What `knex-dlock status` was asked to do, after parsing. */
+export interface StatusSettings {
+  readonly key: string;
+  readonly url: string;
+  readonly json: boolean;
+}
+
+/** The `--json` document: the inspection plus what was inspected. */
+export interface StatusReport extends LockInspection {
+  readonly key: string;
+  readonly dialect: 'postgres' | 'mysql';
+  /** The database's key: a decimal int64 (PostgreSQL) or the lock name (MySQL). */
+  readonly actualKey: string;
+}
+
+/** Prints who holds the lock; resolves 0 whether it is held or not. */
+export async function printStatus(
+  settings: StatusSettings,
+  log: Logger,
+  stdout: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
+  const db = await connect(settings.url, 'knex-dlock status');
+  let report: StatusReport;
+  try {
+    log.debug(`connected to ${db.description}`);
+    const inspection = await inspectLock(db.target, settings.key);
+    const actualKey =
+      db.dialect === 'postgres' ? postgresKey(settings.key).toString() : mysqlName(settings.key);
+    report = { key: settings.key, dialect: db.dialect, actualKey, ...inspection };
+  } finally {
+    await db.close();
+  }
+  stdout.write(settings.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  return 0;
+}
+
+function formatReport(report: StatusReport): string {
+  const what =
+    report.dialect === 'postgres'
+      ? `lock "${report.key}" (PostgreSQL advisory key ${report.actualKey})`
+      : `lock "${report.key}" (MySQL lock name ${JSON.stringify(report.actualKey)})`;
+  if (!report.held) return `${what}: free\n`;
+  const count = report.holders.length;
+  const lines = report.holders.map((holder) => `  ${describeHolder(holder)}`);
+  return `${what}: held by ${count} session${count === 1 ? '' : 's'}\n${lines.join('\n')}\n`;
+}
+
+/** One line per holder, fields the database hid left out. */
+function describeHolder(holder: LockHolder): string {
+  const parts: string[] = [
+    holder.mode.padEnd(9),
+    `session ${holder.sessionId ?? '(prepared transaction)'}`,
+  ];
+  if (holder.applicationName) parts.push(`application ${JSON.stringify(holder.applicationName)}`);
+  if (holder.clientAddress) parts.push(`client ${holder.clientAddress}`);
+  if (holder.user) parts.push(`user ${holder.user}`);
+  if (holder.database) parts.push(`database ${holder.database}`);
+  if (holder.connectedAt) parts.push(`connected ${holder.connectedAt.toISOString()}`);
+  if (holder.state) {
+    const since = holder.stateSince ? ` since ${holder.stateSince.toISOString()}` : '';
+    parts.push(`${holder.state}${since}`);
+  }
+  return parts.join('  ');
+}
+
+/** A short holder description for one-line messages. */
+export function formatHolder(holder: LockHolder): string {
+  const details = [holder.applicationName, holder.clientAddress].filter(Boolean).join(', ');
+  const who = `session ${holder.sessionId ?? '(prepared transaction)'}`;
+  return details ? `${who} (${details})` : who;
+}

@@ -1,0 +1,40 @@
+import type { Row } from '../drivers/types.js';
+import { numberOrNull, textOrNull, type Inspection, type LockHolder } from './inspection.js';
+
+/**
+ * The holder of a named lock and its PROCESSLIST row, in one statement so that both describe
+ * the same moment. IS_USED_LOCK sees every session's locks; PROCESSLIST shows other users'
+ * sessions only with the PROCESS privilege, so the row may be missing (fields then null).
+ */
+const HOLDER_SQL = `
+  SELECT h.id, p.USER AS user, p.HOST AS host, p.DB AS db, p.COMMAND AS command,
+         p.TIME AS seconds
+    FROM (SELECT IS_USED_LOCK(?) AS id) h
+    LEFT JOIN information_schema.PROCESSLIST p ON p.ID = h.id`;
+
+function toHolder(row: Row, now: number): LockHolder {
+  const seconds = numberOrNull(row.seconds);
+  return {
+    mode: 'exclusive',
+    sessionId: numberOrNull(row.id),
+    user: textOrNull(row.user),
+    database: textOrNull(row.db),
+    applicationName: null,
+    clientAddress: textOrNull(row.host),
+    connectedAt: null,
+    state: textOrNull(row.command),
+    // TIME counts seconds in the current state; subtracting here avoids server time zones.
+    stateSince: seconds === null ? null : new Date(now - seconds * 1_000),
+  };
+}
+
+/** Who holds a MySQL / MariaDB named lock, from IS_USED_LOCK and information_schema.PROCESSLIST. */
+export const mysqlInspection: Inspection<string> = {
+  async holders(session, name) {
+    const [rows = []] = await session.query(HOLDER_SQL, [name]);
+    const now = Date.now();
+    return rows
+      .filter((row) => row.id !== null && row.id !== undefined)
+      .map((row) => toHolder(row, now));
+  },
+};

@@ -1,0 +1,59 @@
+import type { Row } from '../drivers/types.js';
+import { numberOrNull, textOrNull, type Inspection, type LockHolder } from './inspection.js';
+
+/**
+ * Granted advisory locks on an int8 key in the current database, with the holding session's
+ * pg_stat_activity row. pg_locks splits the key into classid (high 32 bits) and objid (low 32
+ * bits) with objsubid = 1; advisory locks are per database, so other databases' rows on the
+ * same numbers are different locks.
+ */
+const HOLDERS_SQL = `
+  SELECT l.pid, l.mode, a.usename, a.datname, a.application_name,
+         host(a.client_addr) AS client_host, a.client_port, a.backend_start, a.state,
+         a.state_change
+    FROM pg_locks l
+    LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+     AND l.classid::int8 = $1 AND l.objid::int8 = $2
+   ORDER BY l.mode, l.pid`;
+
+function clientAddress(row: Row): string | null {
+  const host = textOrNull(row.client_host);
+  const port = numberOrNull(row.client_port);
+  // A Unix-socket client has no address and port -1.
+  if (host === null) return port === -1 ? 'local socket' : null;
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return port === null ? shown : `${shown}:${port}`;
+}
+
+function dateOrNull(value: unknown): Date | null {
+  if (value instanceof Date) return value;
+  if (typeof value === 'string') return new Date(value);
+  return null;
+}
+
+function toHolder(row: Row): LockHolder {
+  return {
+    mode: row.mode === 'ShareLock' ? 'shared' : 'exclusive',
+    sessionId: numberOrNull(row.pid),
+    user: textOrNull(row.usename),
+    database: textOrNull(row.datname),
+    applicationName: textOrNull(row.application_name),
+    clientAddress: clientAddress(row),
+    connectedAt: dateOrNull(row.backend_start),
+    state: textOrNull(row.state),
+    stateSince: dateOrNull(row.state_change),
+  };
+}
+
+/** Who holds a PostgreSQL advisory lock, from pg_locks and pg_stat_activity. */
+export const postgresInspection: Inspection<bigint> = {
+  async holders(session, key) {
+    const unsigned = BigInt.asUintN(64, key);
+    const high = (unsigned >> 32n).toString();
+    const low = (unsigned & 0xffffffffn).toString();
+    const [rows = []] = await session.query(HOLDERS_SQL, [high, low]);
+    return rows.map(toHolder);
+  },
+};

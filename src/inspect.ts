@@ -1,0 +1,102 @@
+import type { LockTarget } from './create-lock.js';
+import { mysqlInspection } from './dialects/mysql-inspect.js';
+import { mysqlDialect } from './dialects/mysql.js';
+import { postgresInspection } from './dialects/postgres-inspect.js';
+import { postgresDialect } from './dialects/postgres.js';
+import type { LockHolder } from './dialects/inspection.js';
+import { detectTarget } from './drivers/detect.js';
+import type { ConnectionLease } from './drivers/types.js';
+import { databaseError, DlockError, InvalidOptionError } from './errors.js';
+import type { LockKey } from './keys.js';
+import { checkOptionNames } from './options.js';
+
+export type { LockHolder } from './dialects/inspection.js';
+
+/** What {@link inspectLock} found. */
+export interface LockInspection {
+  /** Whether any session holds the lock, in any mode. */
+  readonly held: boolean;
+  /** Every session holding it; on PostgreSQL several shared holders, or one exclusive. */
+  readonly holders: readonly LockHolder[];
+}
+
+/** Options of {@link inspectLock}. */
+export interface InspectLockOptions<K = LockKey> {
+  /** The same key conversion the locks use (see `createLock`'s `convert`). */
+  convert?: (key: K) => bigint | string;
+}
+
+const OPTION_NAMES = new Set(['convert']);
+
+/**
+ * Asks the database who holds the lock on `key`: on PostgreSQL from pg_locks and
+ * pg_stat_activity, on MySQL / MariaDB from IS_USED_LOCK and the PROCESSLIST. Takes no lock
+ * and waits for none, so it suits health checks and admin pages. `target` is anything
+ * `createLock` accepts; a pooled connection is borrowed for one query.
+ *
+ * @example
+ * ```ts
+ * const { held, holders } = await inspectLock(knex, 'nightly-report');
+ * if (held) console.log(`running in session ${holders[0]?.sessionId}`);
+ * ```
+ */
+export function inspectLock(
+  target: LockTarget,
+  key: LockKey,
+  options?: InspectLockOptions,
+): Promise<LockInspection>;
+export function inspectLock<K>(
+  target: LockTarget,
+  key: K,
+  options: InspectLockOptions<K> & { convert: (key: K) => bigint | string },
+): Promise<LockInspection>;
+export async function inspectLock(
+  target: LockTarget,
+  key: unknown,
+  options: { convert?: (key: never) => bigint | string } = {},
+): Promise<LockInspection> {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('inspectLock options must be an object.');
+  }
+  checkOptionNames(options, OPTION_NAMES, 'inspectLock');
+  const convert = options.convert as ((key: unknown) => unknown) | undefined;
+  if (convert !== undefined && typeof convert !== 'function') {
+    throw new InvalidOptionError('Option "convert" must be a function.');
+  }
+  const { driver } = detectTarget(target, 'pool');
+  const lookUp =
+    driver.dialect === 'postgres'
+      ? postgresLookUp(
+          convert
+            ? postgresDialect.checkConvertedKey(convert(key))
+            : postgresDialect.convertKey(key as LockKey),
+        )
+      : mysqlLookUp(
+          convert
+            ? mysqlDialect.checkConvertedKey(convert(key))
+            : mysqlDialect.convertKey(key as LockKey),
+        );
+  let lease: ConnectionLease;
+  try {
+    lease = await driver.lease();
+  } catch (err) {
+    throw err instanceof DlockError ? err : databaseError('Getting a connection', err);
+  }
+  let holders: LockHolder[];
+  try {
+    holders = await lookUp(lease);
+  } catch (err) {
+    await lease.release();
+    throw databaseError('Inspecting the lock', err);
+  }
+  await lease.release();
+  return { held: holders.length > 0, holders };
+}
+
+function postgresLookUp(key: bigint) {
+  return (lease: ConnectionLease) => postgresInspection.holders(lease.session, key);
+}
+
+function mysqlLookUp(name: string) {
+  return (lease: ConnectionLease) => mysqlInspection.holders(lease.session, name);
+}

@@ -1,0 +1,120 @@
+/**
+ * Random sequences of lock operations against the real databases; after each sequence no
+ * connection may be checked out of its pool and no key may still be locked.
+ */
+import { expect } from 'chai';
+import fc from 'fast-check';
+import type { Knex } from 'knex';
+import type pg from 'pg';
+import { createLock, type BaseLock } from '../src/index.js';
+import { sleep } from './support/expect.js';
+import { openInspector, TARGET_KINDS, uniqueKey, type LockInspector } from './support/targets.js';
+
+type Operation =
+  | { op: 'try'; lock: number }
+  | { op: 'timed'; lock: number; ms: number }
+  | { op: 'abort'; lock: number; afterMs: number }
+  | { op: 'release'; lock: number }
+  | { op: 'close'; lock: number }
+  | { op: 'kill'; lock: number };
+
+const LOCKS = 3;
+const lockIndex = fc.integer({ min: 0, max: LOCKS - 1 });
+const operation: fc.Arbitrary<Operation> = fc.oneof(
+  fc.record({ op: fc.constant('try' as const), lock: lockIndex }),
+  fc.record({ op: fc.constant('timed' as const), lock: lockIndex, ms: fc.integer({ min: 1, max: 60 }) }),
+  fc.record({ op: fc.constant('abort' as const), lock: lockIndex, afterMs: fc.integer({ min: 0, max: 40 }) }),
+  fc.record({ op: fc.constant('release' as const), lock: lockIndex }),
+  fc.record({ op: fc.constant('close' as const), lock: lockIndex }),
+  fc.record({ op: fc.constant('kill' as const), lock: lockIndex }),
+);
+
+/** Connections lent out and not given back, read from each pool's own counters. */
+function checkedOut(target: object): number {
+  const knexPool = (target as Partial<Knex>).client?.pool as
+    | { numUsed(): number; numPendingCreates(): number }
+    | undefined;
+  if (knexPool) return knexPool.numUsed() + knexPool.numPendingCreates();
+  const pgPool = target as Partial<pg.Pool>;
+  if (typeof pgPool.totalCount === 'number') return pgPool.totalCount - (pgPool.idleCount ?? 0);
+  const mysqlPool = ((target as { pool?: object }).pool ?? target) as {
+    _allConnections: { length: number };
+    _freeConnections: { length: number };
+  };
+  return mysqlPool._allConnections.length - mysqlPool._freeConnections.length;
+}
+
+async function apply(step: Operation, locks: BaseLock[], inspector: LockInspector): Promise<void> {
+  const lock = locks[step.lock]!;
+  const swallow = () => undefined;
+  switch (step.op) {
+    case 'try':
+      await lock.acquire({ block: false }).catch(swallow);
+      return;
+    case 'timed':
+      await lock.acquire({ timeout: step.ms }).catch(swallow);
+      return;
+    case 'abort': {
+      const controller = new AbortController();
+      const acquiring = lock.acquire({ signal: controller.signal, timeout: 200 }).catch(swallow);
+      await sleep(step.afterMs);
+      controller.abort(new Error('abort'));
+      await acquiring;
+      return;
+    }
+    case 'release':
+      await lock.release().catch(swallow);
+      return;
+    case 'close':
+      await lock.close();
+      return;
+    case 'kill': {
+      if (!lock.locked) return;
+      const ids = await inspector.holderIds(lock.actualKey);
+      const signal = lock.signal;
+      for (const id of ids) await inspector.kill(id);
+      if (signal && ids.length > 0) {
+        await new Promise<void>((resolve) => {
+          if (signal.aborted) return resolve();
+          const timer = setTimeout(resolve, 1_000);
+          signal.addEventListener('abort', () => (clearTimeout(timer), resolve()));
+        });
+      }
+      return;
+    }
+  }
+}
+
+for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
+  describe(`pool hygiene under random operations on ${kind.name}`, () => {
+    let inspector: LockInspector;
+    before(async () => {
+      inspector = await openInspector(kind.dialect);
+    });
+    after(() => inspector.close());
+
+    it('leaves no connection checked out and no lock held after any sequence', async function () {
+      this.timeout(60_000);
+      const opened = await kind.open();
+      try {
+        await fc.assert(
+          fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 8 }), async (steps) => {
+            const key = uniqueKey('property');
+            const locks = Array.from({ length: LOCKS }, () => createLock(opened.target, key));
+            for (const step of steps) await apply(step, locks, inspector);
+            await Promise.all(locks.map((lock) => lock.close()));
+            // A destroyed connection is given back asynchronously; let the pool settle.
+            await sleep(20);
+            expect(checkedOut(opened.target), 'connections still checked out').to.equal(0);
+            expect(await inspector.leftovers(), 'keys still locked').to.deep.equal([]);
+          }),
+          { numRuns: 25, endOnFailure: true },
+        );
+      } finally {
+        const started = performance.now();
+        await opened.close();
+        expect(performance.now() - started, 'the pool took too long to close').to.be.below(2_000);
+      }
+    });
+  });
+}
