@@ -1,0 +1,126 @@
+/** Mutual exclusion and crash recovery across real processes. */
+import { expect } from 'chai';
+import knexFactory, { type Knex } from 'knex';
+import { fileURLToPath } from 'node:url';
+import { createLock } from '../src/index.js';
+import { databaseUrls } from './support/databases.js';
+import { killStarted, startNodeScript, type Started } from './support/processes.js';
+import { openInspector, uniqueKey } from './support/targets.js';
+
+const WORKER = fileURLToPath(new URL('./fixtures/lock-worker.ts', import.meta.url));
+const DIALECTS = [
+  { dialect: 'postgres', client: 'pg' },
+  { dialect: 'mysql', client: 'mysql2' },
+] as const;
+
+async function workerEnv(): Promise<Record<string, string>> {
+  const urls = await databaseUrls();
+  return { DLOCK_PG_URL: urls.pg, DLOCK_MYSQL_URL: urls.mysql };
+}
+
+async function succeed(worker: Started): Promise<void> {
+  const exit = await worker.exited;
+  expect(exit.code, `worker failed: ${worker.stderr()}`).to.equal(0);
+}
+
+for (const { dialect, client } of DIALECTS) {
+  describe(`cross-process locking on ${dialect}`, function () {
+    this.timeout(60_000);
+    let knex: Knex;
+    let table: string;
+
+    before(async () => {
+      const urls = await databaseUrls();
+      knex = knexFactory({ client, connection: dialect === 'postgres' ? urls.pg : urls.mysql });
+    });
+    after(() => knex.destroy());
+    beforeEach(() => {
+      table = `dlock_test_${process.pid}_${Date.now()}`;
+    });
+    afterEach(async () => {
+      killStarted();
+      await knex.schema.dropTableIfExists(table);
+    });
+
+    for (const via of ['knex', 'raw'] as const) {
+      it(`4 processes x 25 read-modify-writes under the lock (${via}) lose no update`, async () => {
+        await knex.schema.createTable(table, (t) => t.integer('value').notNullable());
+        await knex(table).insert({ value: 0 });
+        const key = uniqueKey('counter');
+        const env = await workerEnv();
+        const workers = Array.from({ length: 4 }, () =>
+          startNodeScript(WORKER, ['counter', dialect, via, key, table, '25'], env),
+        );
+        await Promise.all(workers.map(succeed));
+        const row = await knex(table).first('value');
+        expect(Number(row.value)).to.equal(100);
+      });
+    }
+
+    if (dialect === 'postgres') {
+      it('shared holders overlap each other; an exclusive holder overlaps nobody', async () => {
+        await knex.schema.createTable(table, (t) => {
+          t.integer('pid');
+          t.boolean('shared');
+          t.double('started');
+          t.double('ended');
+        });
+        const key = uniqueKey('intervals');
+        const env = await workerEnv();
+        const roles = ['shared', 'shared', 'shared', 'exclusive'];
+        const workers = roles.map((role) =>
+          startNodeScript(WORKER, ['interval', dialect, 'raw', key, table, '8', role], env),
+        );
+        await Promise.all(workers.map(succeed));
+        const rows: { pid: number; shared: boolean; started: number; ended: number }[] =
+          await knex(table).select();
+        const overlaps = (a: (typeof rows)[0], b: (typeof rows)[0]) =>
+          a.started < b.ended && b.started < a.ended;
+        let sharedOverlaps = 0;
+        for (const [i, a] of rows.entries()) {
+          for (const b of rows.slice(i + 1)) {
+            if (!overlaps(a, b)) continue;
+            expect(a.shared && b.shared, 'an exclusive holder overlapped another holder').to.equal(true);
+            if (a.pid !== b.pid) sharedOverlaps += 1;
+          }
+        }
+        expect(rows).to.have.length(32);
+        expect(sharedOverlaps, 'shared holders never overlapped').to.be.greaterThan(0);
+      });
+    }
+
+    it('a holder killed with SIGKILL frees the lock for another process within 2 s', async () => {
+      const key = uniqueKey('crash');
+      const holder = startNodeScript(WORKER, ['hold', dialect, 'raw', key], await workerEnv());
+      await holder.waitForStdout(/held/);
+      const lock = createLock(knex, key);
+      expect(await lock.acquire({ block: false })).to.equal(false);
+      holder.child.kill('SIGKILL');
+      await holder.exited;
+      const started = performance.now();
+      expect(await lock.acquire({ timeout: 2_000 })).to.equal(true);
+      expect(performance.now() - started).to.be.below(2_000);
+      await lock.release();
+    });
+
+    it("a server-side kill of the holder's connection is noticed by it within 1 s", async () => {
+      const key = uniqueKey('kill');
+      const holder = startNodeScript(WORKER, ['hold', dialect, 'knex', key], await workerEnv());
+      await holder.waitForStdout(/held/);
+      const inspector = await openInspector(dialect);
+      try {
+        const lock = createLock(knex, key);
+        const [id] = await inspector.holderIds(lock.actualKey);
+        const killedAt = performance.now();
+        await inspector.kill(id!);
+        await holder.waitForStdout(/lost/, 1_000);
+        expect(performance.now() - killedAt).to.be.below(1_000);
+        expect((await holder.exited).code).to.equal(3);
+        expect(await lock.acquire({ timeout: 1_000 })).to.equal(true);
+        await lock.release();
+      } finally {
+        await inspector.close();
+      }
+    });
+  });
+}
