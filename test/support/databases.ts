@@ -74,7 +74,7 @@ async function resolveDatabaseUrls(): Promise<DatabaseUrls> {
     .filter(Boolean)
     .join(' and ');
   if (!(await containerRuntimeAvailable())) {
-    throw new Error(`No database for the tests: ${down} did not answer, and no container runtime is available. ${HOW_TO}`);
+    throw new Error(`No database to run against: ${down} did not answer, and no container runtime is available. ${HOW_TO}`);
   }
   const stops: (() => Promise<unknown>)[] = [];
   let pgFinal = pgUrl;
