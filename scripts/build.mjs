@@ -9,6 +9,15 @@ rmSync('dist', { recursive: true, force: true });
 const run = (...args) => execFileSync(process.execPath, [tsc, ...args], { stdio: 'inherit' });
 
 run('-p', 'tsconfig.build.json', '--outDir', 'dist/esm');
-run('-p', 'tsconfig.build.json', '--outDir', 'dist/cjs', '--module', 'commonjs', '--moduleResolution', 'bundler');
+run(
+  '-p',
+  'tsconfig.build.json',
+  '--outDir',
+  'dist/cjs',
+  '--module',
+  'commonjs',
+  '--moduleResolution',
+  'bundler',
+);
 mkdirSync('dist/cjs', { recursive: true });
 writeFileSync('dist/cjs/package.json', JSON.stringify({ type: 'commonjs' }) + '\n');

@@ -28,7 +28,11 @@ export type LockTarget = object;
  * }
  * ```
  */
-export function createLock(target: LockTarget, key: LockKey, options?: LockOptions): PostgresLock | MysqlLock;
+export function createLock(
+  target: LockTarget,
+  key: LockKey,
+  options?: LockOptions,
+): PostgresLock | MysqlLock;
 export function createLock<K>(
   target: LockTarget,
   key: K,

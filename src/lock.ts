@@ -30,9 +30,9 @@ export interface LockParts<Key> {
  * at most once; several lock objects on the same connection and key stack, and each must be
  * released. Create locks with {@link createLock}.
  */
-export abstract class BaseLock<Key extends bigint | string = bigint | string>
-  implements AsyncDisposable
-{
+export abstract class BaseLock<
+  Key extends bigint | string = bigint | string,
+> implements AsyncDisposable {
   /** The key as the caller gave it. */
   readonly key: unknown;
   /** The key as the database sees it: an int64 (PostgreSQL) or a lock name (MySQL). */
@@ -184,7 +184,8 @@ export abstract class BaseLock<Key extends bigint | string = bigint | string>
     this.#detach = [lease.watch((cause) => this.#markLost(cause))];
     const ending = lease.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);
-    if (this.#keepalive !== undefined) this.#detach.push(this.#startKeepalive(lease, this.#keepalive));
+    if (this.#keepalive !== undefined)
+      this.#detach.push(this.#startKeepalive(lease, this.#keepalive));
   }
 
   /** Pings the held connection every `every` ms; a ping unanswered for `every` ms means lost. */
@@ -193,7 +194,9 @@ export abstract class BaseLock<Key extends bigint | string = bigint | string>
     const timer = setInterval(() => {
       if (sentAt !== undefined) {
         if (performance.now() - sentAt >= every) {
-          this.#markLost(new Error(`The connection did not answer a keepalive check within ${every} ms.`));
+          this.#markLost(
+            new Error(`The connection did not answer a keepalive check within ${every} ms.`),
+          );
         }
         return;
       }

@@ -50,7 +50,14 @@ export interface LockOptions<K = LockKey> {
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
-const LOCK_OPTION_NAMES = new Set(['shared', 'xact', 'convert', 'connection', 'onLost', 'keepalive']);
+const LOCK_OPTION_NAMES = new Set([
+  'shared',
+  'xact',
+  'convert',
+  'connection',
+  'onLost',
+  'keepalive',
+]);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
 /** Refuses option names the library does not know: a typo must not silently change behaviour. */
@@ -81,7 +88,10 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.convert, 'function', 'convert');
   checkType(options.onLost, 'function', 'onLost');
   const keepalive: unknown = options.keepalive;
-  if (keepalive !== undefined && (typeof keepalive !== 'number' || !(keepalive >= 10) || keepalive > MAX_TIMEOUT_MS)) {
+  if (
+    keepalive !== undefined &&
+    (typeof keepalive !== 'number' || !(keepalive >= 10) || keepalive > MAX_TIMEOUT_MS)
+  ) {
     throw new InvalidOptionError(
       `Option "keepalive" must be a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
     );
@@ -120,6 +130,8 @@ export function parseWait(options: AcquireOptions): Wait {
 
 export function checkSignal(signal: unknown): void {
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new InvalidOptionError(`Option "signal" must be an AbortSignal, got ${describe(signal)}.`);
+    throw new InvalidOptionError(
+      `Option "signal" must be an AbortSignal, got ${describe(signal)}.`,
+    );
   }
 }

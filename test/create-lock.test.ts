@@ -18,7 +18,10 @@ describe('createLock input checks', () => {
   });
 
   it('knex clients without real advisory locks throw ERR_DLOCK_UNSUPPORTED_TARGET naming the client', async () => {
-    for (const [client, driverName] of [['cockroachdb', 'cockroachdb'], ['redshift', 'pg-redshift']]) {
+    for (const [client, driverName] of [
+      ['cockroachdb', 'cockroachdb'],
+      ['redshift', 'pg-redshift'],
+    ]) {
       const knex = knexFactory({ client, connection: 'postgres://127.0.0.1:1/none' });
       const err = expectThrowCode(() => createLock(knex, 'k'), 'ERR_DLOCK_UNSUPPORTED_TARGET');
       expect(err.message).to.include(`"${driverName}"`);
@@ -44,7 +47,10 @@ describe('createLock input checks', () => {
 
   it('connection: "dedicated" on a single connection throws ERR_DLOCK_INVALID_OPTION', async () => {
     const client = new pg.Client();
-    expectThrowCode(() => createLock(client, 'k', { connection: 'dedicated' }), 'ERR_DLOCK_INVALID_OPTION');
+    expectThrowCode(
+      () => createLock(client, 'k', { connection: 'dedicated' }),
+      'ERR_DLOCK_INVALID_OPTION',
+    );
   });
 
   it('a convert function decides the key, and its result is checked', () => {
@@ -52,8 +58,14 @@ describe('createLock input checks', () => {
     const lock = createLock(pool, { tenant: 7 }, { convert: (k) => BigInt(k.tenant) });
     expect(lock.actualKey).to.equal(7n);
     expect(lock.key).to.deep.equal({ tenant: 7 });
-    expectThrowCode(() => createLock(pool, 'k', { convert: () => 2n ** 64n }), 'ERR_DLOCK_INVALID_KEY');
-    expectThrowCode(() => createLock(pool, 'k', { convert: () => 'text' }), 'ERR_DLOCK_INVALID_KEY');
+    expectThrowCode(
+      () => createLock(pool, 'k', { convert: () => 2n ** 64n }),
+      'ERR_DLOCK_INVALID_KEY',
+    );
+    expectThrowCode(
+      () => createLock(pool, 'k', { convert: () => 'text' }),
+      'ERR_DLOCK_INVALID_KEY',
+    );
     return pool.end();
   });
 

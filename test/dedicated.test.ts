@@ -14,7 +14,12 @@ describe('connection: "dedicated"', () => {
 
   beforeEach(async () => {
     const url = (await databaseUrls()).pg;
-    knex = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 2 }, acquireConnectionTimeout: 500 });
+    knex = knexFactory({
+      client: 'pg',
+      connection: url,
+      pool: { min: 0, max: 2 },
+      acquireConnectionTimeout: 500,
+    });
     holderClient = new pg.Client({ connectionString: url });
     await holderClient.connect();
   });
@@ -74,7 +79,9 @@ describe('connection: "dedicated"', () => {
         await second.release();
       }
       expect(pgPool.totalCount).to.equal(0);
-      expect((mysqlPool as unknown as { _allConnections: unknown[] })._allConnections).to.have.length(0);
+      expect(
+        (mysqlPool as unknown as { _allConnections: unknown[] })._allConnections,
+      ).to.have.length(0);
     } finally {
       await pgPool.end();
       await new Promise((resolve) => mysqlPool.end(resolve));

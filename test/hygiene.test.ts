@@ -22,8 +22,16 @@ const LOCKS = 3;
 const lockIndex = fc.integer({ min: 0, max: LOCKS - 1 });
 const operation: fc.Arbitrary<Operation> = fc.oneof(
   fc.record({ op: fc.constant('try' as const), lock: lockIndex }),
-  fc.record({ op: fc.constant('timed' as const), lock: lockIndex, ms: fc.integer({ min: 1, max: 60 }) }),
-  fc.record({ op: fc.constant('abort' as const), lock: lockIndex, afterMs: fc.integer({ min: 0, max: 40 }) }),
+  fc.record({
+    op: fc.constant('timed' as const),
+    lock: lockIndex,
+    ms: fc.integer({ min: 1, max: 60 }),
+  }),
+  fc.record({
+    op: fc.constant('abort' as const),
+    lock: lockIndex,
+    afterMs: fc.integer({ min: 0, max: 40 }),
+  }),
   fc.record({ op: fc.constant('release' as const), lock: lockIndex }),
   fc.record({ op: fc.constant('close' as const), lock: lockIndex }),
   fc.record({ op: fc.constant('kill' as const), lock: lockIndex }),
@@ -32,8 +40,7 @@ const operation: fc.Arbitrary<Operation> = fc.oneof(
 /** Connections lent out and not given back, read from each pool's own counters. */
 function checkedOut(target: object): number {
   const knexPool = (target as Partial<Knex>).client?.pool as
-    | { numUsed(): number; numPendingCreates(): number }
-    | undefined;
+    { numUsed(): number; numPendingCreates(): number } | undefined;
   if (knexPool) return knexPool.numUsed() + knexPool.numPendingCreates();
   const pgPool = target as Partial<pg.Pool>;
   if (typeof pgPool.totalCount === 'number') return pgPool.totalCount - (pgPool.idleCount ?? 0);

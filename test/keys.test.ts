@@ -52,7 +52,7 @@ describe('PostgreSQL key conversion (sqlalchemy-dlock compatible)', () => {
 describe('MySQL lock names (sqlalchemy-dlock compatible)', () => {
   it('strings are used as they are', () => {
     expect(MysqlLock.convert('nightly-report')).to.equal('nightly-report');
-    expect(MysqlLock.convert("it's \"quoted\"; --")).to.equal("it's \"quoted\"; --");
+    expect(MysqlLock.convert('it\'s "quoted"; --')).to.equal('it\'s "quoted"; --');
   });
 
   it('numbers and bigints become their decimal text', () => {

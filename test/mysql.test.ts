@@ -19,7 +19,11 @@ describe('MySQL / MariaDB named locks', () => {
 
   before(async () => {
     inspector = await openInspector('mysql');
-    knex = knexFactory({ client: 'mysql2', connection: (await databaseUrls()).mysql, pool: { min: 0, max: 4 } });
+    knex = knexFactory({
+      client: 'mysql2',
+      connection: (await databaseUrls()).mysql,
+      pool: { min: 0, max: 4 },
+    });
   });
   after(async () => {
     await inspector.close();
@@ -49,10 +53,9 @@ describe('MySQL / MariaDB named locks', () => {
     const key = uniqueKey();
     const lock = createLock(await connection(), key);
     await lock.acquire();
-    const [rows] = await (await connection()).query<mysql.RowDataPacket[]>(
-      'SELECT GET_LOCK(?, 0) AS ok',
-      [key],
-    );
+    const [rows] = await (
+      await connection()
+    ).query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS ok', [key]);
     expect(Number(rows[0]?.ok)).to.equal(0);
     await lock.release();
   });
@@ -74,7 +77,12 @@ describe('MySQL / MariaDB named locks', () => {
   });
 
   it('names with quotes, backslashes and NUL travel as parameters and lock exactly', async () => {
-    for (const hostile of [`'; SELECT RELEASE_ALL_LOCKS(); --`, 'back\\slash', 'nul\u0000byte', '"dq"']) {
+    for (const hostile of [
+      `'; SELECT RELEASE_ALL_LOCKS(); --`,
+      'back\\slash',
+      'nul\u0000byte',
+      '"dq"',
+    ]) {
       const key = uniqueKey(hostile);
       const lock = createLock(await connection(), key);
       expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
@@ -92,7 +100,12 @@ describe('MySQL / MariaDB named locks', () => {
     await b2.acquire();
     const waits = [createLock(c1, k2).acquire(), createLock(c2, k1).acquire()];
     const victim = await Promise.race(
-      waits.map((wait, index) => wait.then(() => -1, (err: unknown) => ({ index, err }))),
+      waits.map((wait, index) =>
+        wait.then(
+          () => -1,
+          (err: unknown) => ({ index, err }),
+        ),
+      ),
     );
     expect(victim).to.not.equal(-1);
     const { index, err } = victim as { index: number; err: unknown };

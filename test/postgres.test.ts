@@ -20,7 +20,11 @@ describe('PostgreSQL advisory locks', () => {
 
   before(async () => {
     inspector = await openInspector('postgres');
-    knex = knexFactory({ client: 'pg', connection: (await databaseUrls()).pg, pool: { min: 0, max: 4 } });
+    knex = knexFactory({
+      client: 'pg',
+      connection: (await databaseUrls()).pg,
+      pool: { min: 0, max: 4 },
+    });
   });
   after(async () => {
     await inspector.close();
@@ -44,7 +48,9 @@ describe('PostgreSQL advisory locks', () => {
         WHERE locktype = 'advisory' AND pid = pg_backend_pid()`,
     );
     const expected = BigInt.asUintN(64, 9022087748821825191n);
-    expect(rows).to.deep.equal([{ hi: String(expected >> 32n), lo: String(expected & 0xffffffffn) }]);
+    expect(rows).to.deep.equal([
+      { hi: String(expected >> 32n), lo: String(expected & 0xffffffffn) },
+    ]);
     await lock.release();
   });
 
@@ -96,7 +102,7 @@ describe('PostgreSQL advisory locks', () => {
     await waiter.release();
   });
 
-  it("a session lock_timeout does not cut short a wait-forever acquire", async () => {
+  it('a session lock_timeout does not cut short a wait-forever acquire', async () => {
     const key = uniqueKey();
     const holder = createLock(await client(), key);
     await holder.acquire();
@@ -216,7 +222,12 @@ describe('PostgreSQL advisory locks', () => {
     const b1 = createLock(c2, k1);
     const waits = [a2.acquire(), b1.acquire()];
     const victim = await Promise.race(
-      waits.map((wait, index) => wait.then(() => -1, (err: unknown) => ({ index, err }))),
+      waits.map((wait, index) =>
+        wait.then(
+          () => -1,
+          (err: unknown) => ({ index, err }),
+        ),
+      ),
     );
     expect(victim).to.not.equal(-1);
     const { index, err } = victim as { index: number; err: unknown };

@@ -80,7 +80,9 @@ for (const { dialect, client } of DIALECTS) {
         for (const [i, a] of rows.entries()) {
           for (const b of rows.slice(i + 1)) {
             if (!overlaps(a, b)) continue;
-            expect(a.shared && b.shared, 'an exclusive holder overlapped another holder').to.equal(true);
+            expect(a.shared && b.shared, 'an exclusive holder overlapped another holder').to.equal(
+              true,
+            );
             if (a.pid !== b.pid) sharedOverlaps += 1;
           }
         }

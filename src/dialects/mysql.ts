@@ -1,4 +1,9 @@
-import { databaseError, InvalidKeyError, InvalidOptionError, LockDeadlockError } from '../errors.js';
+import {
+  databaseError,
+  InvalidKeyError,
+  InvalidOptionError,
+  LockDeadlockError,
+} from '../errors.js';
 import type { Row } from '../drivers/types.js';
 import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../keys.js';
 import { errorNumber, type Dialect, type Wait } from './dialect.js';
@@ -24,7 +29,10 @@ export function mysqlName(key: LockKey): string {
   else if (isBytes(key)) name = decodeUtf8(key);
   else if (typeof key === 'bigint') name = key.toString();
   else if (typeof key === 'number' && Number.isFinite(key)) name = String(key);
-  else throw new InvalidKeyError(`Expected a string, number, bigint or bytes key, got ${describe(key)}.`);
+  else
+    throw new InvalidKeyError(
+      `Expected a string, number, bigint or bytes key, got ${describe(key)}.`,
+    );
   return shortenName(name);
 }
 
@@ -58,7 +66,9 @@ export const mysqlDialect: Dialect<string> = {
 
   checkConvertedKey(value: unknown): string {
     if (typeof value !== 'string') {
-      throw new InvalidKeyError(`A MySQL convert function must return a string, got ${describe(value)}.`);
+      throw new InvalidKeyError(
+        `A MySQL convert function must return a string, got ${describe(value)}.`,
+      );
     }
     return shortenName(value);
   },
@@ -80,7 +90,9 @@ export const mysqlDialect: Dialect<string> = {
     let result: unknown;
     try {
       const seconds = timeoutSeconds(wait, session.serverFlavor);
-      result = firstValue((await session.query('SELECT GET_LOCK(?, ?) AS acquired', [name, seconds]))[0]);
+      result = firstValue(
+        (await session.query('SELECT GET_LOCK(?, ?) AS acquired', [name, seconds]))[0],
+      );
     } catch (err) {
       const errno = errorNumber(err);
       if (errno === INTERRUPTED_ERRNO && cancelled()) return false;

@@ -1,5 +1,5 @@
 import { databaseError, LockDeadlockError } from '../errors.js';
-import type { Row, SqlSession } from '../drivers/types.js';
+import type { Row } from '../drivers/types.js';
 import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../keys.js';
 import { errorCode, type Dialect, type LockMode, type Wait } from './dialect.js';
 

@@ -37,9 +37,17 @@ export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'):
       );
     }
     if (target.isTransaction) {
-      return { driver: knexTransactionDriver(target, driverName), pooled: false, transactional: true };
+      return {
+        driver: knexTransactionDriver(target, driverName),
+        pooled: false,
+        transactional: true,
+      };
     }
-    return { driver: knexDriver(target, driverName, connection), pooled: true, transactional: false };
+    return {
+      driver: knexDriver(target, driverName, connection),
+      pooled: true,
+      transactional: false,
+    };
   }
   const callbackMysql = unwrapMysqlPromise(target);
   const flavour = callbackMysql ? 'mysql2/promise' : 'mysql2';
@@ -51,10 +59,18 @@ export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'):
     return { driver: pgClientDriver(target), pooled: false, transactional: true };
   }
   if (isMysqlPool(mysqlTarget)) {
-    return { driver: mysqlPoolDriver(mysqlTarget, flavour, connection), pooled: true, transactional: false };
+    return {
+      driver: mysqlPoolDriver(mysqlTarget, flavour, connection),
+      pooled: true,
+      transactional: false,
+    };
   }
   if (isMysqlConnection(mysqlTarget)) {
-    return { driver: mysqlConnectionDriver(mysqlTarget, flavour), pooled: false, transactional: false };
+    return {
+      driver: mysqlConnectionDriver(mysqlTarget, flavour),
+      pooled: false,
+      transactional: false,
+    };
   }
   throw new UnsupportedTargetError(
     `knex-dlock cannot take a lock through ${describe(target)}. Supported: ${SUPPORTED}.`,

@@ -50,7 +50,6 @@ export function supportedKnexDriver(knex: KnexLike): KnexDriverName | undefined 
     : undefined;
 }
 
-
 function leaseFor(driverName: KnexDriverName, connection: unknown, giveBack: GiveBack) {
   return KNEX_DRIVERS[driverName] === 'postgres'
     ? pgLease(connection as PgClientLike, giveBack)
@@ -119,8 +118,12 @@ export function knexDriver(
       description: `a knex instance (${driverName}, dedicated connections)`,
       async lease() {
         const raw = await client.acquireRawConnection();
-        const close = async () => void (await client.destroyRawConnection(raw).catch(() => undefined));
-        return leaseFor(driverName, raw, { release: close, destroy: async () => (await close(), true) });
+        const close = async () =>
+          void (await client.destroyRawConnection(raw).catch(() => undefined));
+        return leaseFor(driverName, raw, {
+          release: close,
+          destroy: async () => (await close(), true),
+        });
       },
     };
   }

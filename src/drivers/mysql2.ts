@@ -105,7 +105,10 @@ type ConnectionClass = new (options: { config: object }) => MysqlConnectionLike;
  * Opens a connection outside any pool with `config`, using mysql2's Connection class (a pooled
  * connection's own class needs its pool), or `like`'s class for the older mysql driver.
  */
-async function openConnection(config: object, like?: MysqlConnectionLike): Promise<MysqlConnectionLike> {
+async function openConnection(
+  config: object,
+  like?: MysqlConnectionLike,
+): Promise<MysqlConnectionLike> {
   const Connection: ConnectionClass =
     like && !('_handshakePacket' in like)
       ? (like.constructor as ConnectionClass)
@@ -116,7 +119,9 @@ async function openConnection(config: object, like?: MysqlConnectionLike): Promi
 }
 
 export function mysqlLease(connection: MysqlConnectionLike, giveBack: GiveBack): ConnectionLease {
-  return leaseConnection(connection, mysqlSession(connection), giveBack, () => connection.destroy());
+  return leaseConnection(connection, mysqlSession(connection), giveBack, () =>
+    connection.destroy(),
+  );
 }
 
 /** A connection the caller owns (callback or promise flavour): never released or closed. */
@@ -162,4 +167,3 @@ export function mysqlPoolDriver(
     },
   };
 }
-

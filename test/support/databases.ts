@@ -70,11 +70,16 @@ async function resolveDatabaseUrls(): Promise<DatabaseUrls> {
   const [pgOk, mysqlOk] = await Promise.all([pgAnswers(pgUrl), mysqlAnswers(mysqlUrl)]);
   if (pgOk && mysqlOk) return { pg: pgUrl, mysql: mysqlUrl, stop: async () => undefined };
 
-  const down = [!pgOk && `PostgreSQL at ${redact(pgUrl)}`, !mysqlOk && `MySQL at ${redact(mysqlUrl)}`]
+  const down = [
+    !pgOk && `PostgreSQL at ${redact(pgUrl)}`,
+    !mysqlOk && `MySQL at ${redact(mysqlUrl)}`,
+  ]
     .filter(Boolean)
     .join(' and ');
   if (!(await containerRuntimeAvailable())) {
-    throw new Error(`No database to run against: ${down} did not answer, and no container runtime is available. ${HOW_TO}`);
+    throw new Error(
+      `No database to run against: ${down} did not answer, and no container runtime is available. ${HOW_TO}`,
+    );
   }
   const stops: (() => Promise<unknown>)[] = [];
   let pgFinal = pgUrl;

@@ -37,7 +37,11 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     dialect: 'postgres',
     pooled: true,
     async open() {
-      const knex = knexFactory({ client: 'pg', connection: await pgUrl(), pool: { min: 0, max: 4 } });
+      const knex = knexFactory({
+        client: 'pg',
+        connection: await pgUrl(),
+        pool: { min: 0, max: 4 },
+      });
       return { target: knex, close: () => knex.destroy() };
     },
   },
@@ -46,7 +50,11 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     dialect: 'mysql',
     pooled: true,
     async open() {
-      const knex = knexFactory({ client: 'mysql2', connection: await mysqlUrl(), pool: { min: 0, max: 4 } });
+      const knex = knexFactory({
+        client: 'mysql2',
+        connection: await mysqlUrl(),
+        pool: { min: 0, max: 4 },
+      });
       return { target: knex, close: () => knex.destroy() };
     },
   },
@@ -188,15 +196,17 @@ async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspect
   const conn = await mysqlPromise.createConnection({ uri: await mysqlUrl() });
   return {
     async holders(name) {
-      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>('SELECT IS_USED_LOCK(?) AS id', [
-        String(name),
-      ]);
+      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>(
+        'SELECT IS_USED_LOCK(?) AS id',
+        [String(name)],
+      );
       return rows[0]?.id === null ? 0 : 1;
     },
     async holderIds(name) {
-      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>('SELECT IS_USED_LOCK(?) AS id', [
-        String(name),
-      ]);
+      const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>(
+        'SELECT IS_USED_LOCK(?) AS id',
+        [String(name)],
+      );
       const id = rows[0]?.id as number | null | undefined;
       return id === null || id === undefined ? [] : [Number(id)];
     },
