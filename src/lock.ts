@@ -13,6 +13,13 @@ import { parseWait, type AcquireOptions } from './options.js';
 
 type State = 'idle' | 'acquiring' | 'held' | 'releasing' | 'lost';
 
+/** What is left of a timed wait once a connection was borrowed; nothing left means one try. */
+function remainingWait(wait: Wait, deadline: number | undefined): Wait {
+  if (wait.kind !== 'timed' || deadline === undefined) return wait;
+  const ms = deadline - performance.now();
+  return ms >= 1 ? { kind: 'timed', ms } : { kind: 'try' };
+}
+
 /** What a lock is built from; `createLock` makes it from the user's target and options. */
 export interface LockParts<Key> {
   readonly driver: Driver;
@@ -110,18 +117,61 @@ export abstract class BaseLock<
     }
     signal?.throwIfAborted();
     this.#state = 'acquiring';
-    let lease: ConnectionLease;
+    const deadline = wait.kind === 'timed' ? performance.now() + wait.ms : undefined;
+    let lease: ConnectionLease | undefined;
     try {
-      lease = await this.#driver.lease();
+      lease = await this.#borrow(deadline, signal);
     } catch (err) {
       this.#state = 'idle';
-      throw err instanceof DlockError ? err : databaseError('Getting a connection', err);
+      throw err instanceof DlockError || err === signal?.reason
+        ? err
+        : databaseError('Getting a connection', err);
+    }
+    if (!lease) {
+      this.#state = 'idle';
+      return false;
     }
     try {
-      return await this.#acquireOn(lease, wait, signal);
+      return await this.#acquireOn(lease, remainingWait(wait, deadline), signal);
     } catch (err) {
       this.#state = 'idle';
       throw err;
+    }
+  }
+
+  /**
+   * Borrows a connection, giving up when the deadline passes (undefined) or the signal aborts
+   * (rejects with its reason); a connection that arrives after that is given straight back.
+   */
+  async #borrow(deadline?: number, signal?: AbortSignal): Promise<ConnectionLease | undefined> {
+    const leasing = this.#driver.lease();
+    if (deadline === undefined && !signal) return leasing;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const givenUp = new Promise<undefined>((resolve, reject) => {
+      if (deadline !== undefined) {
+        timer = setTimeout(resolve, Math.max(0, deadline - performance.now()), undefined);
+      }
+      onAbort = () => reject(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      const lease = await Promise.race([leasing, givenUp]);
+      if (!lease)
+        void leasing.then(
+          (late) => late.release(),
+          () => undefined,
+        );
+      return lease;
+    } catch (err) {
+      void leasing.then(
+        (late) => late.release(),
+        () => undefined,
+      );
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -133,15 +183,19 @@ export abstract class BaseLock<
           'pass a knex transaction (or a connection inside BEGIN ... COMMIT), or drop xact.',
       );
     }
+    if (signal?.aborted) {
+      await lease.release();
+      throw signal.reason;
+    }
     let cancelRequested = false;
     let cancelling: Promise<void> | undefined;
     const onAbort = () => {
       cancelRequested = true;
-      // Errors are ignored: if the cancel fails, the wait simply ends on its own terms.
-      cancelling = lease.session.cancel().catch(() => undefined);
+      // A try returns at once by itself. Errors are ignored: if the cancel fails, the wait
+      // simply ends on its own terms.
+      if (wait.kind !== 'try') cancelling = lease.session.cancel().catch(() => undefined);
     };
-    if (signal?.aborted) onAbort();
-    else signal?.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', onAbort, { once: true });
     let acquired: boolean;
     try {
       acquired = await this.#dialect.acquire(
