@@ -39,7 +39,7 @@ function lockTimeoutSetting(wait: Wait): string {
  * session did not hold that mode before (a held mode is re-granted at once), so a granted row
  * for this pid and mode can only be that stray grant.
  */
-function undoStrayGrantSql(key: bigint, mode: LockMode): string {
+export function undoStrayGrantSql(key: bigint, mode: LockMode): string {
   const high = (BigInt.asUintN(64, key) >> 32n).toString();
   const low = (BigInt.asUintN(64, key) & 0xffffffffn).toString();
   return (

@@ -1,0 +1,38 @@
+import { expect } from 'chai';
+import pg from 'pg';
+import { undoStrayGrantSql } from '../../src/dialects/postgres.js';
+import { PostgresLock } from '../../src/index.js';
+import { databaseUrls } from '../support/databases.js';
+
+describe('PostgreSQL dialect: undoing a grant that raced a failed wait', () => {
+  let client: pg.Client;
+  before(async () => {
+    client = new pg.Client({ connectionString: (await databaseUrls()).pg });
+    await client.connect();
+  });
+  after(() => client.end());
+
+  const held = async (key: bigint) =>
+    (
+      await client.query(
+        'SELECT count(*)::int AS n FROM pg_locks WHERE locktype = $1 AND pid = pg_backend_pid()',
+        ['advisory'],
+      )
+    ).rows[0].n as number;
+
+  for (const key of [PostgresLock.convert('race-undo'), -1n, 0n, 2n ** 63n - 1n, -(2n ** 63n)]) {
+    for (const shared of [false, true]) {
+      it(`removes a stray ${shared ? 'shared' : 'exclusive'} grant on ${key} and nothing else`, async () => {
+        const fn = shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
+        await client.query(`SELECT ${fn}($1)`, [key]);
+        expect(await held(key)).to.equal(1);
+        await client.query(undoStrayGrantSql(key, { shared: !shared, xact: false }));
+        expect(await held(key), 'the other mode must be left alone').to.equal(1);
+        await client.query(undoStrayGrantSql(key, { shared, xact: false }));
+        expect(await held(key)).to.equal(0);
+        await client.query(undoStrayGrantSql(key, { shared, xact: false }));
+        expect(await held(key)).to.equal(0);
+      });
+    }
+  }
+});
