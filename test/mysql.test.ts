@@ -76,12 +76,13 @@ describe('MySQL / MariaDB named locks', () => {
     await first.release();
   });
 
-  it('names with quotes, backslashes and NUL travel as parameters and lock exactly', async () => {
+  it('names with quotes, backslashes, NUL or 10 000 characters travel as parameters and lock exactly', async () => {
     for (const hostile of [
       `'; SELECT RELEASE_ALL_LOCKS(); --`,
       'back\\slash',
       'nul\u0000byte',
       '"dq"',
+      'x'.repeat(10_000),
     ]) {
       const key = uniqueKey(hostile);
       const lock = createLock(await connection(), key);

@@ -66,6 +66,22 @@ describe('PostgreSQL advisory locks', () => {
     await lock.release();
   });
 
+  it('hostile string keys (quotes, NUL, 10 000 characters) hash to int64 and lock exactly', async () => {
+    const c = await client();
+    for (const hostile of [
+      `'); SELECT pg_advisory_unlock_all(); --`,
+      'nul\u0000byte',
+      'y'.repeat(10_000),
+    ]) {
+      const key = uniqueKey(hostile);
+      const lock = createLock(c, key);
+      expect(lock.actualKey).to.equal(PostgresLock.convert(key));
+      expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
+      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      await lock.release();
+    }
+  });
+
   it('shared locks overlap; an exclusive lock waits for all of them', async () => {
     const key = uniqueKey();
     const reader1 = createLock(await client(), key, { shared: true });

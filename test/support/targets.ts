@@ -112,6 +112,40 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     },
   },
   {
+    name: 'mysql2 PoolConnection',
+    dialect: 'mysql',
+    pooled: false,
+    async open() {
+      const pool = mysqlCallback.createPool({ uri: await mysqlUrl(), connectionLimit: 1 });
+      const conn = await new Promise<mysqlCallback.PoolConnection>((resolve, reject) =>
+        pool.getConnection((err, c) => (err ? reject(err) : resolve(c))),
+      );
+      return {
+        target: conn,
+        close: async () => {
+          conn.destroy();
+          await callbackEnd((cb) => pool.end(cb));
+        },
+      };
+    },
+  },
+  {
+    name: 'mysql2/promise PoolConnection',
+    dialect: 'mysql',
+    pooled: false,
+    async open() {
+      const pool = mysqlPromise.createPool({ uri: await mysqlUrl(), connectionLimit: 1 });
+      const conn = await pool.getConnection();
+      return {
+        target: conn,
+        close: async () => {
+          conn.destroy();
+          await pool.end();
+        },
+      };
+    },
+  },
+  {
     name: 'mysql2 pool',
     dialect: 'mysql',
     pooled: true,
