@@ -1,5 +1,7 @@
 import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
+import { borrowConnection } from './borrow.js';
 import type { ConnectionLease, Driver } from './drivers/types.js';
+import { startKeepalive } from './keepalive.js';
 import {
   databaseError,
   DlockError,
@@ -120,7 +122,7 @@ export abstract class BaseLock<
     const deadline = wait.kind === 'timed' ? performance.now() + wait.ms : undefined;
     let lease: ConnectionLease | undefined;
     try {
-      lease = await this.#borrow(deadline, signal);
+      lease = await borrowConnection(this.#driver, deadline, signal);
     } catch (err) {
       this.#state = 'idle';
       throw err instanceof DlockError || err === signal?.reason
@@ -136,42 +138,6 @@ export abstract class BaseLock<
     } catch (err) {
       this.#state = 'idle';
       throw err;
-    }
-  }
-
-  /**
-   * Borrows a connection, giving up when the deadline passes (undefined) or the signal aborts
-   * (rejects with its reason); a connection that arrives after that is given straight back.
-   */
-  async #borrow(deadline?: number, signal?: AbortSignal): Promise<ConnectionLease | undefined> {
-    const leasing = this.#driver.lease();
-    if (deadline === undefined && !signal) return leasing;
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    const givenUp = new Promise<undefined>((resolve, reject) => {
-      if (deadline !== undefined) {
-        timer = setTimeout(resolve, Math.max(0, deadline - performance.now()), undefined);
-      }
-      onAbort = () => reject(signal?.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      const lease = await Promise.race([leasing, givenUp]);
-      if (!lease)
-        void leasing.then(
-          (late) => late.release(),
-          () => undefined,
-        );
-      return lease;
-    } catch (err) {
-      void leasing.then(
-        (late) => late.release(),
-        () => undefined,
-      );
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) signal?.removeEventListener('abort', onAbort);
     }
   }
 
@@ -238,30 +204,10 @@ export abstract class BaseLock<
     this.#detach = [lease.watch((cause) => this.#markLost(cause))];
     const ending = lease.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);
-    if (this.#keepalive !== undefined)
-      this.#detach.push(this.#startKeepalive(lease, this.#keepalive));
-  }
-
-  /** Pings the held connection every `every` ms; a ping unanswered for `every` ms means lost. */
-  #startKeepalive(lease: ConnectionLease, every: number): () => void {
-    let sentAt: number | undefined;
-    const timer = setInterval(() => {
-      if (sentAt !== undefined) {
-        if (performance.now() - sentAt >= every) {
-          this.#markLost(
-            new Error(`The connection did not answer a keepalive check within ${every} ms.`),
-          );
-        }
-        return;
-      }
-      sentAt = performance.now();
-      lease.session.ping().then(
-        () => (sentAt = undefined),
-        (err: unknown) => this.#markLost(err),
-      );
-    }, every);
-    timer.unref();
-    return () => clearInterval(timer);
+    if (this.#keepalive !== undefined) {
+      const every = this.#keepalive;
+      this.#detach.push(startKeepalive(lease.session, every, (cause) => this.#markLost(cause)));
+    }
   }
 
   /**

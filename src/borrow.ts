@@ -1,0 +1,42 @@
+import type { ConnectionLease, Driver } from './drivers/types.js';
+
+function giveBackWhenItArrives(leasing: Promise<ConnectionLease>): void {
+  leasing.then(
+    (late) => late.release(),
+    () => undefined,
+  );
+}
+
+/**
+ * Borrows a connection from `driver`, giving up when `deadline` (a `performance.now()` time)
+ * passes — resolving undefined — or when `signal` aborts — rejecting with its reason. A
+ * connection that arrives after that is given straight back.
+ */
+export async function borrowConnection(
+  driver: Driver,
+  deadline?: number,
+  signal?: AbortSignal,
+): Promise<ConnectionLease | undefined> {
+  const leasing = driver.lease();
+  if (deadline === undefined && !signal) return leasing;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const givenUp = new Promise<undefined>((resolve, reject) => {
+    if (deadline !== undefined) {
+      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()), undefined);
+    }
+    onAbort = () => reject(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    const lease = await Promise.race([leasing, givenUp]);
+    if (!lease) giveBackWhenItArrives(leasing);
+    return lease;
+  } catch (err) {
+    giveBackWhenItArrives(leasing);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
