@@ -18,7 +18,8 @@ export async function borrowConnection(
   signal?: AbortSignal,
 ): Promise<ConnectionLease | undefined> {
   const leasing = driver.lease();
-  if (deadline === undefined && !signal) return leasing;
+  // A connection that is not pooled is lent at once: nothing to race.
+  if (!driver.pooled || (deadline === undefined && !signal)) return leasing;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const givenUp = new Promise<undefined>((resolve, reject) => {

@@ -45,8 +45,8 @@ export function createLock(
 ): PostgresLock | MysqlLock {
   const convert = options.convert as ((key: unknown) => unknown) | undefined;
   checkLockOptions(options);
-  const { driver, pooled, transactional } = detectTarget(target, options.connection ?? 'pool');
-  if (options.connection !== undefined && !pooled) {
+  const driver = detectTarget(target, options.connection ?? 'pool');
+  if (options.connection !== undefined && !driver.pooled) {
     throw new InvalidOptionError(
       `Option "connection" applies to pools and knex instances, not to ${driver.description}: remove it.`,
     );
@@ -55,7 +55,7 @@ export function createLock(
   const dialect: Dialect<bigint> | Dialect<string> =
     driver.dialect === 'postgres' ? postgresDialect : mysqlDialect;
   dialect.checkMode(mode);
-  if (mode.xact && !transactional) {
+  if (mode.xact && driver.pooled) {
     throw new InvalidOptionError(
       `xact: true needs a transaction, but ${driver.description} hands out connections outside ` +
         'any transaction: pass a knex transaction (or a pg client inside BEGIN ... COMMIT).',

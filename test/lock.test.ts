@@ -179,6 +179,25 @@ for (const kind of TARGET_KINDS) {
         await second.release();
         expect(await other.acquire({ block: false })).to.equal(true);
       });
+
+      it('twenty locks stacked on one connection raise no listener-leak warning', async () => {
+        const target = await open();
+        const warnings: Error[] = [];
+        const onWarning = (warning: Error) => {
+          if (warning.name === 'MaxListenersExceededWarning') warnings.push(warning);
+        };
+        process.on('warning', onWarning);
+        try {
+          const key = uniqueKey();
+          const many = Array.from({ length: 20 }, () => lockOn(target, key));
+          for (const lock of many) expect(await lock.acquire({ timeout: 5_000 })).to.equal(true);
+          for (const lock of many) await lock.release();
+          await sleep(10);
+        } finally {
+          process.off('warning', onWarning);
+        }
+        expect(warnings).to.deep.equal([]);
+      });
     }
 
     it('withLock() runs the callback while holding the lock and closes it after', async () => {

@@ -5,25 +5,39 @@ export interface ConnectionEmitter {
 }
 
 /**
- * Listens for 'error' and 'end' on a connection for as long as a lease lasts. The 'error'
+ * Listens for 'error' and 'end' on a connection while at least one lease uses it. The 'error'
  * listener is what keeps a failing pooled client (whose pool stopped listening while it is
- * checked out) from crashing the process; the lock learns of the loss through `watch`.
+ * checked out) from crashing the process; locks learn of the loss through `watch`. One listener
+ * pair serves every lease of a connection, so that many locks stacked on one connection do not
+ * pile up listeners.
  */
 export class ConnectionEvents {
   #lostCause: unknown;
   #lost = false;
+  #leases = 0;
   #subscribers = new Set<(cause: unknown) => void>();
   readonly #connection: ConnectionEmitter;
   readonly #onError = (err: unknown) => this.#fire(err);
   readonly #onEnd = () => this.#fire(new Error('The connection ended.'));
 
-  constructor(connection: ConnectionEmitter) {
+  private constructor(connection: ConnectionEmitter) {
     this.#connection = connection;
-    connection.on('error', this.#onError);
-    connection.on('end', this.#onEnd);
   }
 
-  /** Whether the connection has failed or ended since the lease began. */
+  /** The events of `connection`, listened to until every lease that took them has let go. */
+  static take(connection: ConnectionEmitter): ConnectionEvents {
+    let events = listening.get(connection);
+    if (!events) {
+      events = new ConnectionEvents(connection);
+      listening.set(connection, events);
+      connection.on('error', events.#onError);
+      connection.on('end', events.#onEnd);
+    }
+    events.#leases += 1;
+    return events;
+  }
+
+  /** Whether the connection has failed or ended while it was listened to. */
   get lost(): boolean {
     return this.#lost;
   }
@@ -37,8 +51,11 @@ export class ConnectionEvents {
     return () => this.#subscribers.delete(onLost);
   }
 
-  /** Stops listening; the connection's owner handles its events again. */
-  detach(): void {
+  /** One lease lets go; the last one stops the listening, and the owner handles events again. */
+  letGo(): void {
+    this.#leases -= 1;
+    if (this.#leases > 0) return;
+    listening.delete(this.#connection);
     this.#connection.removeListener('error', this.#onError);
     this.#connection.removeListener('end', this.#onEnd);
     this.#subscribers.clear();
@@ -52,3 +69,5 @@ export class ConnectionEvents {
     this.#subscribers.clear();
   }
 }
+
+const listening = new WeakMap<ConnectionEmitter, ConnectionEvents>();

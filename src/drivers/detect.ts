@@ -15,17 +15,8 @@ const SUPPORTED =
   'a knex instance or transaction (pg, pgnative, mysql, mysql2 clients), a pg Client, ' +
   'PoolClient or Pool, or a mysql2 connection or pool (callback or promise API)';
 
-/** What createLock learned about its target. */
-export interface DetectedTarget {
-  readonly driver: Driver;
-  /** Whether the target hands out connections of its own (a pool or knex instance). */
-  readonly pooled: boolean;
-  /** Whether locks on it can ever be inside a transaction (needed by `xact`). */
-  readonly transactional: boolean;
-}
-
 /** Finds out what `target` is by looking at it; throws ERR_DLOCK_UNSUPPORTED_TARGET. */
-export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'): DetectedTarget {
+export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'): Driver {
   if (isKnex(target)) {
     const driverName = supportedKnexDriver(target);
     if (!driverName) {
@@ -37,40 +28,24 @@ export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'):
       );
     }
     if (target.isTransaction) {
-      return {
-        driver: knexTransactionDriver(target, driverName),
-        pooled: false,
-        transactional: true,
-      };
+      return knexTransactionDriver(target, driverName);
     }
-    return {
-      driver: knexDriver(target, driverName, connection),
-      pooled: true,
-      transactional: false,
-    };
+    return knexDriver(target, driverName, connection);
   }
   const callbackMysql = unwrapMysqlPromise(target);
   const flavour = callbackMysql ? 'mysql2/promise' : 'mysql2';
   const mysqlTarget = callbackMysql ?? target;
   if (isPgPool(target)) {
-    return { driver: pgPoolDriver(target, connection), pooled: true, transactional: false };
+    return pgPoolDriver(target, connection);
   }
   if (isPgClient(target)) {
-    return { driver: pgClientDriver(target), pooled: false, transactional: true };
+    return pgClientDriver(target);
   }
   if (isMysqlPool(mysqlTarget)) {
-    return {
-      driver: mysqlPoolDriver(mysqlTarget, flavour, connection),
-      pooled: true,
-      transactional: false,
-    };
+    return mysqlPoolDriver(mysqlTarget, flavour, connection);
   }
   if (isMysqlConnection(mysqlTarget)) {
-    return {
-      driver: mysqlConnectionDriver(mysqlTarget, flavour),
-      pooled: false,
-      transactional: false,
-    };
+    return mysqlConnectionDriver(mysqlTarget, flavour);
   }
   throw new UnsupportedTargetError(
     `knex-dlock cannot take a lock through ${describe(target)}. Supported: ${SUPPORTED}.`,

@@ -90,6 +90,7 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
   return {
     dialect: KNEX_DRIVERS[driverName],
     description: `a knex transaction (${driverName})`,
+    pooled: false,
     async lease(): Promise<ConnectionLease> {
       const connection = await trx.client.acquireConnection();
       const lease = leaseFor(driverName, connection, CALLER_OWNED);
@@ -116,6 +117,7 @@ export function knexDriver(
     return {
       dialect: KNEX_DRIVERS[driverName],
       description: `a knex instance (${driverName}, dedicated connections)`,
+      pooled: true,
       async lease() {
         const raw = await client.acquireRawConnection();
         const close = async () =>
@@ -130,6 +132,7 @@ export function knexDriver(
   return {
     dialect: KNEX_DRIVERS[driverName],
     description: `a knex instance (${driverName})`,
+    pooled: true,
     async lease() {
       const raw = await client.acquireConnection();
       return leaseFor(driverName, raw, {

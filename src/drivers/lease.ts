@@ -24,20 +24,20 @@ export function leaseConnection(
   giveBack: GiveBack,
   closeSocket: () => void,
 ): ConnectionLease {
-  const events = new ConnectionEvents(connection);
+  const events = ConnectionEvents.take(connection);
   let ended: Promise<boolean> | undefined;
   const end = async (destroy: boolean): Promise<boolean> => {
     const dead = destroy || events.lost;
     if (!dead) {
       await giveBack.release();
-      events.detach();
+      events.letGo();
       return false;
     }
     const destroying = giveBack.destroy();
     // A graceful close waits for a server that may never answer (a partition): cut it short.
     if (giveBack !== CALLER_OWNED) closeSocket();
     const destroyed = await destroying;
-    events.detach();
+    events.letGo();
     if (destroyed || events.lost) connection.on('error', () => undefined);
     return destroyed;
   };

@@ -129,6 +129,7 @@ export function mysqlConnectionDriver(connection: MysqlConnectionLike, flavour: 
   return {
     dialect: 'mysql',
     description: `a ${flavour} connection`,
+    pooled: false,
     lease: async () => mysqlLease(connection, CALLER_OWNED),
   };
 }
@@ -143,6 +144,7 @@ export function mysqlPoolDriver(
     return {
       dialect: 'mysql',
       description: `a ${flavour} pool (dedicated connections)`,
+      pooled: true,
       async lease() {
         const conn = await openConnection(pool.config.connectionConfig);
         await new Promise<void>((resolve, reject) =>
@@ -156,6 +158,7 @@ export function mysqlPoolDriver(
   return {
     dialect: 'mysql',
     description: `a ${flavour} pool`,
+    pooled: true,
     async lease() {
       const conn = await new Promise<MysqlConnectionLike>((resolve, reject) =>
         pool.getConnection((err, c) => (err ? reject(err) : resolve(c))),

@@ -92,6 +92,7 @@ export function pgClientDriver(client: PgClientLike): Driver {
   return {
     dialect: 'postgres',
     description: typeof client.release === 'function' ? 'a pg PoolClient' : 'a pg Client',
+    pooled: false,
     lease: async () => pgLease(client, CALLER_OWNED),
   };
 }
@@ -102,6 +103,7 @@ export function pgPoolDriver(pool: PgPoolLike, connection: 'pool' | 'dedicated')
     return {
       dialect: 'postgres',
       description: 'a pg Pool (dedicated connections)',
+      pooled: true,
       async lease() {
         const client = new pool.Client({ ...pool.options });
         client.on('error', () => undefined);
@@ -114,6 +116,7 @@ export function pgPoolDriver(pool: PgPoolLike, connection: 'pool' | 'dedicated')
   return {
     dialect: 'postgres',
     description: 'a pg Pool',
+    pooled: true,
     async lease() {
       const client = await pool.connect();
       return pgLease(client, {

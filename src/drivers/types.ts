@@ -51,6 +51,8 @@ export interface Driver {
   readonly dialect: 'postgres' | 'mysql';
   /** Names the target in messages, e.g. "a knex instance (pg)". */
   readonly description: string;
+  /** Whether leases may have to wait for a connection (a pool) rather than get one at once. */
+  readonly pooled: boolean;
   /** Lends a connection for one acquire (and the hold that follows). */
   lease(): Promise<ConnectionLease>;
 }
