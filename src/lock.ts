@@ -87,7 +87,10 @@ export abstract class BaseLock<
    * connection dies while the lock is held. Undefined while the lock is not held.
    */
   get signal(): AbortSignal | undefined {
-    return this.#current() === 'held' || this.#state === 'lost' ? this.#lost?.signal : undefined;
+    if (this.#current() !== 'held' && this.#state !== 'lost') return undefined;
+    // Made on first use: most holds never look at their signal.
+    this.#lost ??= new AbortController();
+    return this.#lost.signal;
   }
 
   /** The key as the database sees it (same as {@link BaseLock.actualKey}). */
@@ -200,7 +203,7 @@ export abstract class BaseLock<
   #hold(lease: ConnectionLease): void {
     this.#lease = lease;
     this.#state = 'held';
-    this.#lost = new AbortController();
+    this.#lost = undefined;
     this.#detach = [lease.watch((cause) => this.#markLost(cause))];
     const ending = lease.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);
@@ -323,7 +326,8 @@ export abstract class BaseLock<
     this.#finish();
     this.#state = 'lost';
     void lease?.destroy();
-    this.#lost?.abort(error);
+    this.#lost ??= new AbortController();
+    this.#lost.abort(error);
     this.#onLost?.(error);
   }
 
