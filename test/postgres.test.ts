@@ -226,6 +226,41 @@ describe('PostgreSQL advisory locks', () => {
     expect(warnings).to.deep.equal([]);
   });
 
+  it('waits keep working after DISCARD ALL drops the session wait function', async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    const c = await client();
+    const waiter = createLock(c, key);
+    expect(await waiter.acquire({ timeout: 1000 })).to.equal(true);
+    await waiter.release();
+    await c.query('DISCARD ALL');
+    await holder.acquire();
+    expect(await waiter.acquire({ timeout: 100 })).to.equal(false);
+    await holder.release();
+    expect(await waiter.acquire({ timeout: 1000 })).to.equal(true);
+    await waiter.release();
+  });
+
+  it('a read-only session (as on a standby) waits in plain SQL: timeouts and grants still right', async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    await holder.acquire();
+    const c = await client();
+    await c.query('SET default_transaction_read_only = on');
+    const waiter = createLock(c, key);
+    const started = performance.now();
+    expect(await waiter.acquire({ timeout: 200 })).to.equal(false);
+    expect(performance.now() - started).to.be.within(190, 500);
+    const waiting = waiter.acquire();
+    await sleep(50);
+    await holder.release();
+    expect(await waiting).to.equal(true);
+    await waiter.release();
+    const { rows } = await c.query(`SELECT count(*)::int AS n FROM pg_proc p JOIN pg_namespace n
+      ON n.oid = p.pronamespace WHERE n.oid = pg_my_temp_schema() AND p.proname = 'knex_dlock_wait'`);
+    expect(rows[0].n).to.equal(0);
+  });
+
   it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async function () {
     this.timeout(10_000);
     const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];

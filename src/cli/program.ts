@@ -26,6 +26,7 @@ interface RunOptions extends CommonOptions {
   conflictExitCode: number;
   onLost: 'terminate' | 'ignore';
   killAfter: number;
+  keepalive?: number;
 }
 
 interface StatusOptions extends CommonOptions {
@@ -154,6 +155,12 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         .argParser(duration)
         .default(10_000, '10s'),
     )
+    .addOption(
+      new Option(
+        '--keepalive <duration>',
+        'while the command runs, check this often that the lock connection answers',
+      ).argParser(duration),
+    )
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
     .action(async (command: string[], options: RunOptions) => {
       const log = createLogger(options.verbose ?? false);
@@ -166,6 +173,7 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         conflictExitCode: options.conflictExitCode,
         onLost: options.onLost,
         killAfter: options.killAfter,
+        keepalive: options.keepalive,
       });
       done(await guard(log, () => runLocked(settings(), command, log)));
     });

@@ -22,6 +22,8 @@ export interface RunSettings {
   readonly onLost: 'terminate' | 'ignore';
   /** Milliseconds between SIGTERM and SIGKILL when the lock is lost. */
   readonly killAfter: number;
+  /** Milliseconds between checks that the lock's connection answers; undefined for none. */
+  readonly keepalive: number | undefined;
 }
 
 type ChildOutcome =
@@ -65,7 +67,10 @@ async function acquireAndRun(
   const db = await connect(settings.url, `knex-dlock run ${settings.key}`);
   try {
     log.debug(`connected to ${db.description}`);
-    const lock = createLock(db.target, settings.key, { shared: settings.shared });
+    const lock = createLock(db.target, settings.key, {
+      shared: settings.shared,
+      ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),
+    });
     log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);
     const started = Date.now();
     let acquired = false;
@@ -75,6 +80,7 @@ async function acquireAndRun(
       if (!interrupted) throw err;
     }
     if (interrupted) {
+      if (acquired) await closeLock(lock, log);
       log.error(`${interrupted} received while waiting for the lock; the command was not run.`);
       return signalExitCode(interrupted);
     }

@@ -69,6 +69,7 @@ function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | un
 /** Runs statements on one callback-style connection, which mysql2 sends in call order. */
 export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
   return {
+    connection,
     query(sql, params) {
       return new Promise<Row[][]>((resolve, reject) => {
         connection.query(sql, params ? [...params] : [], (err, rows) => {

@@ -52,6 +52,7 @@ export function isPgPool(target: unknown): target is PgPoolLike {
 /** Runs statements on one pg client; the query is handed to the client synchronously. */
 export function pgSession(client: PgClientLike): SqlSession {
   return {
+    connection: client,
     query(sql, params) {
       const pending = params ? client.query(sql, [...params]) : client.query(sql);
       return pending.then((result) =>

@@ -5,6 +5,8 @@ export type Row = Record<string, unknown>;
  * One pinned database connection, as dialects see it: it runs SQL and knows nothing of locks.
  */
 export interface SqlSession {
+  /** The physical connection, as a stable identity for per-connection memos. */
+  readonly connection: object;
   /**
    * Runs `sql` with bound `params` and resolves one array of rows per statement (a multi-statement
    * string, sent only without params, gives several).

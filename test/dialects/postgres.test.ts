@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { undoStrayGrantSql } from '../../src/dialects/postgres.js';
+import { undoStrayGrantSql } from '../../src/dialects/postgres-sql.js';
 import { PostgresLock } from '../../src/index.js';
 import { databaseUrls } from '../support/databases.js';
 
@@ -12,13 +12,16 @@ describe('PostgreSQL dialect: undoing a grant that raced a failed wait', () => {
   });
   after(() => client.end());
 
-  const held = async (key: bigint) =>
-    (
-      await client.query(
-        'SELECT count(*)::int AS n FROM pg_locks WHERE locktype = $1 AND pid = pg_backend_pid()',
-        ['advisory'],
-      )
-    ).rows[0].n as number;
+  /** How many modes of `key` this session holds. */
+  const held = async (key: bigint) => {
+    const unsigned = BigInt.asUintN(64, key);
+    const { rows } = await client.query(
+      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+         AND pid = pg_backend_pid() AND classid::int8 = $1 AND objid::int8 = $2 AND objsubid = 1`,
+      [String(unsigned >> 32n), String(unsigned & 0xffffffffn)],
+    );
+    return rows[0].n as number;
+  };
 
   for (const key of [PostgresLock.convert('race-undo'), -1n, 0n, 2n ** 63n - 1n, -(2n ** 63n)]) {
     for (const shared of [false, true]) {

@@ -1,0 +1,117 @@
+/**
+ * Runs every benchmark question against the local databases, prints one table of medians and
+ * ratios, and writes it as JSON to benchmarks/results/latest.json.
+ *
+ *   npm run bench            # about 3 minutes on 2 cores
+ *   npm run bench -- --quick # under 30 s, fewer samples
+ *   npm run bench -- --source # the TypeScript sources through tsx instead of dist/esm
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import pg from 'pg';
+import { handoffLatency } from './handoff.js';
+import { librarySource } from './library.js';
+import { manyWaiters } from './many-waiters.js';
+import { memory } from './memory.js';
+import { peers } from './peers.js';
+import {
+  closeRaw,
+  createContext,
+  mysqlConnection,
+  pgClient,
+  rawQuery,
+  type BenchContext,
+  type ResultRow,
+} from './runner.js';
+import { timed } from './timed.js';
+import { uncontended } from './uncontended.js';
+
+const QUESTIONS: readonly ((ctx: BenchContext) => Promise<void>)[] = [
+  uncontended,
+  timed,
+  handoffLatency,
+  manyWaiters,
+  peers,
+  memory,
+];
+
+async function serverVersions(ctx: BenchContext): Promise<{ postgres: string; mysql: string }> {
+  const client = await pgClient(ctx.pgUrl);
+  const { rows } = await (client as pg.Client).query('SHOW server_version');
+  await closeRaw(client);
+  const conn = await mysqlConnection(ctx.mysqlUrl);
+  const [row] = (await rawQuery(conn, 'SELECT VERSION() AS v')) as { v: string }[];
+  await closeRaw(conn);
+  return { postgres: String(rows[0]?.server_version), mysql: String(row?.v) };
+}
+
+function format(value: number | undefined, digits = 1): string {
+  if (value === undefined || Number.isNaN(value)) return '';
+  if (Math.abs(value) >= 1000) return Math.round(value).toLocaleString('en-US');
+  return value.toFixed(digits);
+}
+
+function verdict(row: ResultRow): string {
+  if (row.target === undefined || row.ratio === undefined) return '';
+  return row.ratio <= row.target ? `≤ ${row.target} ok` : `> ${row.target} MISS`;
+}
+
+/** A Markdown table, so that it can be pasted into the README as it is. */
+export function table(rows: readonly ResultRow[]): string {
+  const header = ['question', 'contender', 'metric', 'median', 'p99', 'unit', 'ratio', 'target'];
+  const lines = rows.map((row) => [
+    row.question,
+    row.contender,
+    row.metric,
+    format(row.median),
+    format(row.p99),
+    row.unit,
+    row.ratio === undefined ? '' : `${row.ratio.toFixed(2)}×`,
+    verdict(row),
+  ]);
+  const out = [header, header.map(() => '---'), ...lines].map(
+    (cells) => `| ${cells.join(' | ')} |`,
+  );
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const ctx = await createContext(quick);
+  const started = performance.now();
+  const versions = await serverVersions(ctx);
+  for (const question of QUESTIONS) await question(ctx);
+  const seconds = (performance.now() - started) / 1000;
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    library: librarySource,
+    platform: `${os.type()} ${os.release()}`,
+    ...versions,
+  };
+  process.stdout.write(`${table(ctx.rows)}\n\n`);
+  process.stdout.write(
+    `ratio = contender ÷ baseline (time: lower is better; /s: higher is better). ` +
+      `${quick ? 'Quick run' : 'Full run'} in ${seconds.toFixed(0)} s on ${machine.cpus} cores, ` +
+      `${machine.memoryGiB} GiB, Node ${machine.node}, PostgreSQL ${machine.postgres}, ` +
+      `MariaDB/MySQL ${machine.mysql}; library from ${librarySource}.\n`,
+  );
+  const results = new URL('./results/', import.meta.url);
+  await mkdir(results, { recursive: true });
+  const file = new URL('latest.json', results);
+  await writeFile(
+    file,
+    `${JSON.stringify({ date: new Date().toISOString(), quick, seconds, machine, rows: ctx.rows }, null, 2)}\n`,
+  );
+  process.stderr.write('Wrote benchmarks/results/latest.json\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

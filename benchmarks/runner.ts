@@ -1,0 +1,158 @@
+/**
+ * Shared machinery for the benchmarks: interleaved timing, medians and percentiles, the result
+ * rows that become the printed table and the JSON file, and connection helpers.
+ */
+import mysql from 'mysql2';
+import pg from 'pg';
+import { databaseUrls } from '../test/support/databases.js';
+
+/** One line of the results table. */
+export interface ResultRow {
+  readonly question: string;
+  readonly contender: string;
+  readonly metric: string;
+  readonly unit: string;
+  readonly median: number;
+  readonly p99?: number;
+  /** `median` divided by the baseline's median (lower is better unless the unit says /s). */
+  readonly ratio?: number;
+  readonly baseline?: string;
+  /** The issue's target for `ratio`, when it sets one. */
+  readonly target?: number;
+  readonly samples?: number;
+  readonly extra?: Record<string, unknown>;
+}
+
+export interface BenchContext {
+  readonly quick: boolean;
+  readonly pgUrl: string;
+  readonly mysqlUrl: string;
+  readonly rows: ResultRow[];
+  /** Progress on stderr, so that stdout stays the table. */
+  log(message: string): void;
+}
+
+export interface Contender {
+  readonly name: string;
+  /** Runs `n` operations back to back. */
+  batch(n: number): Promise<void>;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(values, 50);
+}
+
+/** The nearest-rank percentile. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))]!;
+}
+
+/**
+ * Times batches of each contender in turn (A B C, then B C A, ...), so that drift and noise
+ * land on all of them alike. Returns the milliseconds per operation of every batch, by name.
+ */
+export async function interleave(
+  contenders: readonly Contender[],
+  options: { rounds: number; perBatch: number; warmup?: number },
+): Promise<Map<string, number[]>> {
+  const perOp = new Map<string, number[]>(contenders.map((c) => [c.name, []]));
+  for (const contender of contenders) await contender.batch(options.warmup ?? options.perBatch);
+  for (let round = 0; round < options.rounds; round += 1) {
+    for (let i = 0; i < contenders.length; i += 1) {
+      const contender = contenders[(round + i) % contenders.length]!;
+      const started = performance.now();
+      await contender.batch(options.perBatch);
+      perOp.get(contender.name)!.push((performance.now() - started) / options.perBatch);
+    }
+  }
+  return perOp;
+}
+
+/**
+ * The median of per-round ratios `contender ÷ baseline`: both ran back to back in each round,
+ * so load from outside the benchmark cancels out better than in a ratio of medians.
+ */
+export function pairedRatio(contender: readonly number[], baseline: readonly number[]): number {
+  return median(contender.map((value, round) => value / baseline[round]!));
+}
+
+/** Rows of microseconds per operation for `contenders`, each with its ratio to `baseline`. */
+export function perOpRows(
+  question: string,
+  timings: Map<string, number[]>,
+  baseline: string,
+  target?: number,
+): ResultRow[] {
+  const base = timings.get(baseline) ?? [];
+  return [...timings].map(([contender, values]) => {
+    const isBase = contender === baseline;
+    return {
+      question,
+      contender,
+      metric: 'time per cycle',
+      unit: 'µs',
+      median: median(values) * 1000,
+      samples: values.length,
+      ratio: pairedRatio(values, base),
+      baseline: isBase ? undefined : baseline,
+      target: isBase ? undefined : target,
+    };
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+export async function pgClient(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return client;
+}
+
+export async function mysqlConnection(url: string): Promise<mysql.Connection> {
+  const conn = mysql.createConnection({ uri: url });
+  await conn.promise().query('SELECT 1');
+  return conn;
+}
+
+/** Runs one statement on a raw driver connection (pg client or callback mysql2 connection). */
+export function rawQuery(
+  connection: object,
+  sql: string,
+  params?: readonly unknown[],
+): Promise<unknown> {
+  if ('processID' in connection) {
+    const client = connection as unknown as pg.Client;
+    return params ? client.query(sql, [...params]) : client.query(sql);
+  }
+  const conn = connection as mysql.Connection;
+  return new Promise((resolve, reject) =>
+    conn.query(sql, params ? [...params] : [], (err, rows) => (err ? reject(err) : resolve(rows))),
+  );
+}
+
+/** Closes a connection opened by {@link pgClient} or {@link mysqlConnection}. */
+export function closeRaw(connection: object): Promise<void> {
+  if ('processID' in connection) return (connection as unknown as pg.Client).end();
+  return (connection as mysql.Connection).promise().end();
+}
+
+export async function createContext(quick: boolean): Promise<BenchContext> {
+  const urls = await databaseUrls();
+  return {
+    quick,
+    pgUrl: urls.pg,
+    mysqlUrl: urls.mysql,
+    rows: [],
+    log: (message) => process.stderr.write(`${message}\n`),
+  };
+}
+
+/** A key per benchmark run, so that concurrent runs never contend with each other. */
+let keyCounter = 0;
+export function benchKey(label: string): string {
+  keyCounter += 1;
+  return `dlock-bench:${label}:${process.pid}:${keyCounter}`;
+}

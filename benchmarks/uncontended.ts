@@ -1,0 +1,169 @@
+/**
+ * Question 1: how much does an uncontended acquire + release cost over the raw driver sending
+ * the very same SQL on the same pinned connection? The SQL is recorded from the library's own
+ * traffic, so the raw contender stays the limit whatever the library sends.
+ */
+import knexFactory, { type Knex } from 'knex';
+import { createLock, type BaseLock } from './library.js';
+import { countTraffic, type QueryCall } from '../test/support/counting.js';
+import {
+  benchKey,
+  interleave,
+  mysqlConnection,
+  perOpRows,
+  pgClient,
+  rawQuery,
+  type BenchContext,
+  type Contender,
+} from './runner.js';
+
+const QUESTION = '1. uncontended acquire+release';
+const TARGET_RATIO = 1.1;
+
+interface Setup {
+  readonly name: string;
+  /** Whether each lock checks a connection out of a pool, which the pinned raw contender skips. */
+  readonly checksOut?: boolean;
+  /** The lock's target, and a function that lends its (single) connection to the raw contender. */
+  open(ctx: BenchContext): Promise<{
+    target: object;
+    withConnection<T>(fn: (connection: object) => Promise<T>): Promise<T>;
+    close(): Promise<void>;
+  }>;
+}
+
+function knexSetup(client: 'pg' | 'mysql2'): Setup {
+  return {
+    name: `knex (${client})`,
+    checksOut: true,
+    async open(ctx) {
+      // One pooled connection: the library and the raw contender run on the same one.
+      const knex: Knex = knexFactory({
+        client,
+        connection: client === 'pg' ? ctx.pgUrl : ctx.mysqlUrl,
+        pool: { min: 1, max: 1 },
+      });
+      await knex.raw('SELECT 1');
+      return {
+        target: knex,
+        async withConnection(fn) {
+          const connection = (await knex.client.acquireConnection()) as object;
+          try {
+            return await fn(connection);
+          } finally {
+            await knex.client.releaseConnection(connection);
+          }
+        },
+        close: () => knex.destroy(),
+      };
+    },
+  };
+}
+
+/**
+ * A knex transaction pins one connection, as the raw contender does: this measures the
+ * library's own cost on knex. On a knex instance (above) every lock also checks a connection
+ * out of knex's pool and back, which the pinned raw contender skips.
+ */
+function knexTransactionSetup(client: 'pg' | 'mysql2'): Setup {
+  return {
+    name: `knex transaction (${client})`,
+    async open(ctx) {
+      const knex: Knex = knexFactory({
+        client,
+        connection: client === 'pg' ? ctx.pgUrl : ctx.mysqlUrl,
+        pool: { min: 1, max: 1 },
+      });
+      const trx = await knex.transaction();
+      const connection = (await trx.client.acquireConnection()) as object;
+      return {
+        target: trx,
+        withConnection: (fn) => fn(connection),
+        async close() {
+          await trx.commit();
+          await knex.destroy();
+        },
+      };
+    },
+  };
+}
+
+const SETUPS: readonly Setup[] = [
+  {
+    name: 'pg.Client',
+    async open(ctx) {
+      const client = await pgClient(ctx.pgUrl);
+      return { target: client, withConnection: (fn) => fn(client), close: () => client.end() };
+    },
+  },
+  knexSetup('pg'),
+  knexTransactionSetup('pg'),
+  {
+    name: 'mysql2 connection',
+    async open(ctx) {
+      const conn = await mysqlConnection(ctx.mysqlUrl);
+      return {
+        target: conn,
+        withConnection: (fn) => fn(conn),
+        close: () => conn.promise().end(),
+      };
+    },
+  },
+  knexSetup('mysql2'),
+  knexTransactionSetup('mysql2'),
+];
+
+async function cycle(lock: BaseLock): Promise<void> {
+  await lock.acquire();
+  await lock.release();
+}
+
+/** The statements one acquire + release sends, as the driver received them. */
+async function recordCycle(target: object, lock: BaseLock): Promise<QueryCall[]> {
+  const counter = countTraffic(target);
+  try {
+    const { calls, counts } = await counter.measure(() => cycle(lock), 0);
+    if (counts.roundTrips !== 2 || calls.length !== 2) {
+      throw new Error(`expected 2 statements per cycle, recorded ${calls.length}`);
+    }
+    return calls;
+  } finally {
+    counter.detach();
+  }
+}
+
+export async function uncontended(ctx: BenchContext): Promise<void> {
+  const rounds = ctx.quick ? 7 : 25;
+  const perBatch = ctx.quick ? 100 : 300;
+  for (const setup of SETUPS) {
+    ctx.log(`${QUESTION}: ${setup.name}`);
+    const opened = await setup.open(ctx);
+    try {
+      const lock = createLock(opened.target, benchKey('uncontended'));
+      // The first cycle connects and warms up; the recorded one is a steady-state cycle.
+      await cycle(lock);
+      const calls = await recordCycle(opened.target, lock);
+      const library: Contender = {
+        name: `knex-dlock on ${setup.name}`,
+        async batch(n) {
+          for (let i = 0; i < n; i += 1) await cycle(lock);
+        },
+      };
+      const raw: Contender = {
+        name: `raw driver on ${setup.name}`,
+        batch: (n) =>
+          opened.withConnection(async (connection) => {
+            for (let i = 0; i < n; i += 1) {
+              for (const call of calls) await rawQuery(connection, call.sql, call.params);
+            }
+          }),
+      };
+      const timings = await interleave([library, raw], { rounds, perBatch });
+      ctx.rows.push(
+        ...perOpRows(QUESTION, timings, raw.name, setup.checksOut ? undefined : TARGET_RATIO),
+      );
+    } finally {
+      await opened.close();
+    }
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Counts what a target really sends to its database, at the wire: every message written to the
+ * connection's socket is parsed, so a statement cannot slip past by taking another code path
+ * (knex, the promise wrappers, prepared statements, pipelining all end up there).
+ *
+ * - A round trip is a burst of request messages written after the server last answered: pg's
+ *   Parse / Bind / Execute / Sync of one parameterised query, a multi-statement simple query, or
+ *   a pipelined batch each count once; two queries where the second waits for the first's
+ *   answer count twice.
+ * - Statements are executed SQL statements: one per pg Execute, one per `;`-separated statement
+ *   of a simple query or a MySQL COM_QUERY, one per COM_STMT_EXECUTE.
+ * - Query calls are calls of the driver's `query` / `execute` methods, with their SQL, so that a
+ *   benchmark can replay exactly what the library sent.
+ * - Connections opened are counted for pools from their creation events.
+ */
+import type { Socket } from 'node:net';
+
+export interface TrafficCounts {
+  readonly roundTrips: number;
+  readonly statements: number;
+  readonly messages: number;
+  readonly queryCalls: number;
+  readonly connectionsOpened: number;
+}
+
+/** One call of a driver's `query` / `execute`, as the driver received it. */
+export interface QueryCall {
+  readonly sql: string;
+  readonly params: readonly unknown[] | undefined;
+}
+
+type Protocol = 'pg' | 'mysql';
+
+interface Watched {
+  readonly connection: object;
+  undo(): void;
+}
+
+const PG_MESSAGE_TYPES = new Set('QPBDESHCXFdcf'.split(''));
+const MYSQL_COM_QUIT = 0x01;
+const MYSQL_COM_QUERY = 0x03;
+const MYSQL_COM_STMT_EXECUTE = 0x17;
+/** Commands the server does not answer: they end a burst without costing a round trip. */
+const MYSQL_UNANSWERED = new Set([MYSQL_COM_QUIT, 0x19 /* COM_STMT_CLOSE */]);
+
+/** Counts `;`-separated statements in a SQL string, ignoring `;` inside quotes. */
+export function countStatements(sql: string): number {
+  let count = 0;
+  let pending = false;
+  let quote: string | undefined;
+  for (const ch of sql) {
+    if (quote) {
+      if (ch === quote) quote = undefined;
+      continue;
+    }
+    if (ch === "'" || ch === '"' || ch === '`') {
+      quote = ch;
+      pending = true;
+    } else if (ch === ';') {
+      if (pending) count += 1;
+      pending = false;
+    } else if (!/\s/.test(ch)) pending = true;
+  }
+  return count + (pending ? 1 : 0);
+}
+
+/** Sums the traffic of every connection it watches. */
+export class TrafficCounter {
+  #roundTrips = 0;
+  #statements = 0;
+  #messages = 0;
+  #queryCalls = 0;
+  #connectionsOpened = 0;
+  #calls: QueryCall[] = [];
+  #watched = new Map<object, Watched>();
+  #unhooks: (() => void)[] = [];
+  #failure: Error | undefined;
+
+  /** Totals so far; throws if the wire could not be parsed, so that a count is never a guess. */
+  snapshot(): TrafficCounts {
+    if (this.#failure) throw this.#failure;
+    return {
+      roundTrips: this.#roundTrips,
+      statements: this.#statements,
+      messages: this.#messages,
+      queryCalls: this.#queryCalls,
+      connectionsOpened: this.#connectionsOpened,
+    };
+  }
+
+  /** What was counted since `before`. */
+  since(before: TrafficCounts): TrafficCounts {
+    const now = this.snapshot();
+    return {
+      roundTrips: now.roundTrips - before.roundTrips,
+      statements: now.statements - before.statements,
+      messages: now.messages - before.messages,
+      queryCalls: now.queryCalls - before.queryCalls,
+      connectionsOpened: now.connectionsOpened - before.connectionsOpened,
+    };
+  }
+
+  /** The query calls recorded since the last call of this method. */
+  takeCalls(): QueryCall[] {
+    return this.#calls.splice(0);
+  }
+
+  /** How many connections are watched now (pool connections add themselves when created). */
+  get connections(): number {
+    return this.#watched.size;
+  }
+
+  /**
+   * Runs `fn` and returns what it sent. Waits `settleMs` after it resolves so that statements a
+   * library sends after resolving (fire and forget) are counted too.
+   */
+  async measure<T>(
+    fn: () => Promise<T>,
+    settleMs = 25,
+  ): Promise<{ result: T; counts: TrafficCounts; calls: QueryCall[] }> {
+    this.takeCalls();
+    const before = this.snapshot();
+    const result = await fn();
+    if (settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
+    return { result, counts: this.since(before), calls: this.takeCalls() };
+  }
+
+  /**
+   * Watches one established connection: a pg `Client` / `PoolClient` or a mysql2 connection
+   * (callback or promise flavour). Watching the same connection twice counts it once.
+   */
+  watchConnection(target: object): void {
+    const connection = unwrapPromise(target);
+    if (this.#watched.has(connection)) return;
+    const protocol = protocolOf(connection);
+    const socket = socketOf(connection, protocol);
+    this.#watched.set(connection, {
+      connection,
+      undo: this.#hook(connection, socket, protocol),
+    });
+  }
+
+  /**
+   * Watches a target of any kind: a connection now, a pool (knex instance, pg.Pool, mysql2
+   * pool) through the connections it creates from now on, plus the idle ones it already has.
+   */
+  watchTarget(target: object): this {
+    const knexPool = (target as { client?: { pool?: TarnPool } }).client?.pool;
+    if (typeof target === 'function' && knexPool) {
+      const onCreate = (_id: unknown, connection: object) => this.#opened(connection);
+      knexPool.on('createSuccess', onCreate);
+      this.#unhooks.push(() => knexPool.removeListener('createSuccess', onCreate));
+      for (const free of knexPool.free ?? []) this.watchConnection(free.resource);
+      for (const used of knexPool.used ?? []) this.watchConnection(used.resource);
+      return this;
+    }
+    const pool = unwrapPromise(target) as Partial<PgPool & MysqlPool>;
+    if (typeof pool.totalCount === 'number' && typeof pool.connect === 'function') {
+      const onConnect = (client: object) => this.#opened(client);
+      pool.on!('connect', onConnect);
+      this.#unhooks.push(() => pool.removeListener!('connect', onConnect));
+      for (const client of pool._clients ?? []) this.watchConnection(client);
+      return this;
+    }
+    if (typeof pool.getConnection === 'function') {
+      const onConnection = (connection: object) => this.#opened(connection);
+      pool.on!('connection', onConnection);
+      this.#unhooks.push(() => pool.removeListener!('connection', onConnection));
+      for (const connection of pool._allConnections?.toArray?.() ?? [])
+        this.watchConnection(connection);
+      return this;
+    }
+    this.watchConnection(target);
+    return this;
+  }
+
+  /** Stops counting and restores every hooked method and listener. */
+  detach(): void {
+    for (const unhook of this.#unhooks.splice(0)) unhook();
+    for (const watched of this.#watched.values()) watched.undo();
+    this.#watched.clear();
+  }
+
+  #opened(connection: object): void {
+    this.#connectionsOpened += 1;
+    this.watchConnection(connection);
+  }
+
+  #hook(connection: object, socket: Socket, protocol: Protocol): () => void {
+    let answeredSinceWrite = true;
+    let pending: Buffer = Buffer.alloc(0);
+    const onData = () => {
+      answeredSinceWrite = true;
+    };
+    const countMessage = (weight: number) => {
+      this.#messages += 1;
+      this.#statements += weight;
+    };
+    const startRequest = () => {
+      if (answeredSinceWrite) this.#roundTrips += 1;
+      answeredSinceWrite = false;
+    };
+    const parse = protocol === 'pg' ? parsePg : parseMysql;
+    const originalWrite = socket.write;
+    socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+      try {
+        const bytes =
+          typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+        pending = parse(Buffer.concat([pending, bytes]), startRequest, countMessage);
+      } catch (err) {
+        this.#failure ??= err as Error;
+      }
+      return (originalWrite as (...args: unknown[]) => boolean).call(socket, chunk, ...rest);
+    }) as Socket['write'];
+    // Prepended: the driver's own listener may send the next queued query synchronously, and
+    // that must count as a new round trip.
+    socket.prependListener('data', onData);
+    const undoCalls = this.#wrapQueryMethods(connection);
+    return () => {
+      socket.write = originalWrite;
+      socket.removeListener('data', onData);
+      undoCalls();
+    };
+  }
+
+  #wrapQueryMethods(connection: object): () => void {
+    const target = connection as Record<string, unknown>;
+    const restores: (() => void)[] = [];
+    for (const name of ['query', 'execute']) {
+      const original = target[name];
+      if (typeof original !== 'function') continue;
+      const hadOwn = Object.hasOwn(target, name);
+      const record = (sql: unknown, params: unknown) => {
+        this.#queryCalls += 1;
+        const text =
+          typeof sql === 'string'
+            ? sql
+            : ((sql as { text?: string; sql?: string } | null)?.text ??
+              (sql as { sql?: string } | null)?.sql);
+        this.#calls.push({
+          sql: String(text),
+          params: Array.isArray(params) ? [...params] : undefined,
+        });
+      };
+      target[name] = function (this: unknown, sql: unknown, params: unknown, ...rest: unknown[]) {
+        record(sql, params);
+        return (original as (...args: unknown[]) => unknown).call(this, sql, params, ...rest);
+      };
+      restores.push(() => {
+        if (hadOwn) target[name] = original;
+        else delete target[name];
+      });
+    }
+    return () => restores.forEach((restore) => restore());
+  }
+}
+
+/** Watches `target` (see {@link TrafficCounter.watchTarget}). */
+export function countTraffic(target: object): TrafficCounter {
+  return new TrafficCounter().watchTarget(target);
+}
+
+interface TarnPool {
+  on(event: string, listener: (...args: never[]) => void): unknown;
+  removeListener(event: string, listener: (...args: never[]) => void): unknown;
+  readonly free?: { resource: object }[];
+  readonly used?: { resource: object }[];
+}
+
+interface PgPool {
+  readonly totalCount: number;
+  connect(): unknown;
+  on(event: string, listener: (client: object) => void): unknown;
+  removeListener(event: string, listener: (client: object) => void): unknown;
+  readonly _clients?: object[];
+}
+
+interface MysqlPool {
+  getConnection(): unknown;
+  on(event: string, listener: (connection: object) => void): unknown;
+  removeListener(event: string, listener: (connection: object) => void): unknown;
+  readonly _allConnections?: { toArray?(): object[] };
+}
+
+/** The callback-style object behind a mysql2/promise connection or pool. */
+function unwrapPromise(target: object): object {
+  const inner = target as { connection?: unknown; pool?: unknown };
+  if (
+    typeof inner.connection === 'object' &&
+    inner.connection !== null &&
+    'threadId' in inner.connection
+  ) {
+    return inner.connection;
+  }
+  if (typeof inner.pool === 'object' && inner.pool !== null && 'getConnection' in inner.pool) {
+    return inner.pool;
+  }
+  return target;
+}
+
+function protocolOf(connection: object): Protocol {
+  if ('processID' in connection && 'connectionParameters' in connection) return 'pg';
+  if ('threadId' in connection && 'config' in connection) return 'mysql';
+  throw new Error('countTraffic: not a pg client or mysql2 connection');
+}
+
+function socketOf(connection: object, protocol: Protocol): Socket {
+  const stream =
+    protocol === 'pg'
+      ? (connection as { connection?: { stream?: Socket } }).connection?.stream
+      : (connection as { stream?: Socket }).stream;
+  if (!stream || typeof stream.write !== 'function') {
+    throw new Error(`countTraffic: the ${protocol} connection has no socket to watch`);
+  }
+  return stream;
+}
+
+type OnRequest = () => void;
+type OnMessage = (statements: number) => void;
+
+/**
+ * Parses PostgreSQL frontend messages (type byte + int32 length) from an established
+ * connection; returns the bytes of an incomplete trailing message.
+ */
+function parsePg(buffer: Buffer, onRequest: OnRequest, onMessage: OnMessage): Buffer {
+  let offset = 0;
+  while (buffer.length - offset >= 5) {
+    const type = String.fromCharCode(buffer[offset]!);
+    const length = buffer.readInt32BE(offset + 1);
+    if (!PG_MESSAGE_TYPES.has(type) || length < 4) {
+      throw new Error(
+        `countTraffic: unexpected pg message ${JSON.stringify(type)} (length ${length})`,
+      );
+    }
+    if (buffer.length - offset < 1 + length) break;
+    const body = buffer.subarray(offset + 5, offset + 1 + length);
+    if (type !== 'X') onRequest();
+    if (type === 'Q') onMessage(countStatements(body.toString('utf8', 0, body.length - 1)));
+    else onMessage(type === 'E' ? 1 : 0);
+    offset += 1 + length;
+  }
+  return Buffer.from(buffer.subarray(offset));
+}
+
+/**
+ * Parses MySQL client packets (3-byte length, sequence id); a command is a packet with sequence
+ * id 0, anything else belongs to a handshake or an ongoing exchange.
+ */
+function parseMysql(buffer: Buffer, onRequest: OnRequest, onMessage: OnMessage): Buffer {
+  let offset = 0;
+  while (buffer.length - offset >= 4) {
+    const length = buffer.readUIntLE(offset, 3);
+    const sequence = buffer[offset + 3]!;
+    if (buffer.length - offset < 4 + length) break;
+    const command = buffer[offset + 4];
+    if (sequence === 0 && command !== undefined) {
+      if (!MYSQL_UNANSWERED.has(command)) onRequest();
+      if (command === MYSQL_COM_QUERY) {
+        onMessage(countStatements(buffer.toString('utf8', offset + 5, offset + 4 + length)));
+      } else onMessage(command === MYSQL_COM_STMT_EXECUTE ? 1 : 0);
+    }
+    offset += 4 + length;
+  }
+  return Buffer.from(buffer.subarray(offset));
+}
