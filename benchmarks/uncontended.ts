@@ -27,6 +27,8 @@ interface Setup {
   /** The lock's target, and a function that lends its (single) connection to the raw contender. */
   open(ctx: BenchContext): Promise<{
     target: object;
+    /** What the traffic counter watches, when not the target itself (a transaction's connection). */
+    countOn?: object;
     withConnection<T>(fn: (connection: object) => Promise<T>): Promise<T>;
     close(): Promise<void>;
   }>;
@@ -78,6 +80,7 @@ function knexTransactionSetup(client: 'pg' | 'mysql2'): Setup {
       const connection = (await trx.client.acquireConnection()) as object;
       return {
         target: trx,
+        countOn: connection,
         withConnection: (fn) => fn(connection),
         async close() {
           await trx.commit();
@@ -119,8 +122,8 @@ async function cycle(lock: BaseLock): Promise<void> {
 }
 
 /** The statements one acquire + release sends, as the driver received them. */
-async function recordCycle(target: object, lock: BaseLock): Promise<QueryCall[]> {
-  const counter = countTraffic(target);
+async function recordCycle(counted: object, lock: BaseLock): Promise<QueryCall[]> {
+  const counter = countTraffic(counted);
   try {
     const { calls, counts } = await counter.measure(() => cycle(lock), 0);
     if (counts.roundTrips !== 2 || calls.length !== 2) {
@@ -142,7 +145,7 @@ export async function uncontended(ctx: BenchContext): Promise<void> {
       const lock = createLock(opened.target, benchKey('uncontended'));
       // The first cycle connects and warms up; the recorded one is a steady-state cycle.
       await cycle(lock);
-      const calls = await recordCycle(opened.target, lock);
+      const calls = await recordCycle(opened.countOn ?? opened.target, lock);
       const library: Contender = {
         name: `knex-dlock on ${setup.name}`,
         async batch(n) {

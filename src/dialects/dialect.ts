@@ -1,4 +1,4 @@
-import type { SqlSession } from '../drivers/types.js';
+import type { Row, SqlSession } from '../drivers/types.js';
 import type { LockKey } from '../keys.js';
 
 /** Which kind of lock to take; both flags default to false. */
@@ -51,4 +51,9 @@ export function errorCode(err: unknown): unknown {
 /** The MySQL error number of a mysql2 error. */
 export function errorNumber(err: unknown): unknown {
   return typeof err === 'object' && err !== null ? (err as { errno?: unknown }).errno : undefined;
+}
+
+/** The value of `column` in the first row, if any. */
+export function firstRowValue(rows: Row[] | undefined, column: string): unknown {
+  return rows?.[0]?.[column];
 }

@@ -4,9 +4,8 @@ import {
   InvalidOptionError,
   LockDeadlockError,
 } from '../errors.js';
-import type { Row } from '../drivers/types.js';
 import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../keys.js';
-import { errorNumber, type Dialect, type Wait } from './dialect.js';
+import { errorNumber, firstRowValue, type Dialect, type Wait } from './dialect.js';
 
 /** MySQL's limit on lock names, in characters. */
 export const MYSQL_NAME_MAX = 64;
@@ -53,11 +52,6 @@ function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefined): nu
   return flavor === 'mysql' ? Math.ceil(wait.ms / 1000) : Math.ceil(wait.ms) / 1000;
 }
 
-function firstValue(rows: Row[] | undefined): unknown {
-  const row = rows?.[0];
-  return row ? Object.values(row)[0] : undefined;
-}
-
 /** MySQL / MariaDB named locks (`GET_LOCK`): session level and exclusive only. */
 export const mysqlDialect: Dialect<string> = {
   name: 'mysql',
@@ -90,9 +84,8 @@ export const mysqlDialect: Dialect<string> = {
     let result: unknown;
     try {
       const seconds = timeoutSeconds(wait, session.serverFlavor);
-      result = firstValue(
-        (await session.query('SELECT GET_LOCK(?, ?) AS acquired', [name, seconds]))[0],
-      );
+      const results = await session.query('SELECT GET_LOCK(?, ?) AS acquired', [name, seconds]);
+      result = firstRowValue(results[0], 'acquired');
     } catch (err) {
       const errno = errorNumber(err);
       if (errno === INTERRUPTED_ERRNO && cancelled()) return false;
@@ -114,7 +107,7 @@ export const mysqlDialect: Dialect<string> = {
 
   async release(session, name) {
     const results = await session.query('SELECT RELEASE_LOCK(?) AS released', [name]);
-    const value = firstValue(results[0]);
+    const value = firstRowValue(results[0], 'released');
     return value === 1 || value === 1n;
   },
 };

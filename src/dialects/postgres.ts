@@ -1,7 +1,7 @@
 import { databaseError, LockDeadlockError } from '../errors.js';
 import type { Row, SqlSession } from '../drivers/types.js';
 import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../keys.js';
-import { errorCode, type Dialect, type LockMode, type Wait } from './dialect.js';
+import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from './dialect.js';
 import {
   failedWaitCleanupSql,
   functionName,
@@ -27,11 +27,6 @@ export function postgresKey(key: LockKey): bigint {
   if (isBytes(key)) return hashToInt64(key);
   if (typeof key === 'number' || typeof key === 'bigint') return ensureInt64(key);
   return ensureInt64(key satisfies never);
-}
-
-function firstValue(rows: Row[] | undefined): unknown {
-  const row = rows?.[0];
-  return row ? Object.values(row)[0] : undefined;
 }
 
 function deadlock(cause?: unknown): LockDeadlockError {
@@ -80,7 +75,7 @@ async function waitThroughFunction(
     throw databaseError('Acquiring the advisory lock', err);
   }
   waitFunction.set(session.connection, 'created');
-  const outcome = firstValue(results[results.length - 1]);
+  const outcome = firstRowValue(results[results.length - 1], 'outcome');
   if (outcome === 'acquired') return true;
   if (outcome === 'timeout' || (outcome === 'cancelled' && cancelled())) return false;
   if (outcome === 'deadlock') throw deadlock();
@@ -132,7 +127,7 @@ export const postgresDialect: Dialect<bigint> = {
       const results = await session.query(`SELECT ${functionName(mode, 'try')}($1) AS acquired`, [
         key,
       ]);
-      return firstValue(results[0]) === true;
+      return firstRowValue(results[0], 'acquired') === true;
     }
     const inTransaction = session.inTransaction();
     if (!inTransaction && !mode.xact && waitFunction.get(session.connection) !== 'unavailable') {
@@ -146,6 +141,6 @@ export const postgresDialect: Dialect<bigint> = {
     const results = await session.query(`SELECT ${functionName(mode, 'unlock')}($1) AS released`, [
       key,
     ]);
-    return firstValue(results[0]) === true;
+    return firstRowValue(results[0], 'released') === true;
   },
 };

@@ -94,10 +94,9 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
     async lease(): Promise<ConnectionLease> {
       const connection = await trx.client.acquireConnection();
       const lease = leaseFor(driverName, connection, CALLER_OWNED);
-      return {
-        ...lease,
-        onTransactionEnding: (onEnding) => onTransactionEnding(trx, onEnding),
-      };
+      return Object.assign(lease, {
+        onTransactionEnding: (onEnding: () => void) => onTransactionEnding(trx, onEnding),
+      });
     },
   };
 }

@@ -18,33 +18,53 @@ export const CALLER_OWNED: GiveBack = {
  * A lease over one connection. A connection that failed, ended or was destroyed keeps a no-op
  * 'error' listener: its last errors can arrive after the lease ends, when nobody else listens.
  */
+class Lease implements ConnectionLease {
+  readonly #events: ConnectionEvents;
+  #ended: Promise<boolean> | undefined;
+
+  constructor(
+    readonly connection: ConnectionEmitter,
+    readonly session: SqlSession,
+    readonly giveBack: GiveBack,
+    readonly closeSocket: () => void,
+  ) {
+    this.#events = ConnectionEvents.take(connection);
+  }
+
+  async release(): Promise<void> {
+    await (this.#ended ??= this.#end(false));
+  }
+
+  destroy(): Promise<boolean> {
+    return (this.#ended ??= this.#end(true));
+  }
+
+  watch(onLost: (cause: unknown) => void): () => void {
+    return this.#events.watch(onLost);
+  }
+
+  async #end(destroy: boolean): Promise<boolean> {
+    const events = this.#events;
+    if (!destroy && !events.lost) {
+      await this.giveBack.release();
+      events.letGo();
+      return false;
+    }
+    const destroying = this.giveBack.destroy();
+    // A graceful close waits for a server that may never answer (a partition): cut it short.
+    if (this.giveBack !== CALLER_OWNED) this.closeSocket();
+    const destroyed = await destroying;
+    events.letGo();
+    if (destroyed || events.lost) this.connection.on('error', () => undefined);
+    return destroyed;
+  }
+}
+
 export function leaseConnection(
   connection: ConnectionEmitter,
   session: SqlSession,
   giveBack: GiveBack,
   closeSocket: () => void,
 ): ConnectionLease {
-  const events = ConnectionEvents.take(connection);
-  let ended: Promise<boolean> | undefined;
-  const end = async (destroy: boolean): Promise<boolean> => {
-    const dead = destroy || events.lost;
-    if (!dead) {
-      await giveBack.release();
-      events.letGo();
-      return false;
-    }
-    const destroying = giveBack.destroy();
-    // A graceful close waits for a server that may never answer (a partition): cut it short.
-    if (giveBack !== CALLER_OWNED) closeSocket();
-    const destroyed = await destroying;
-    events.letGo();
-    if (destroyed || events.lost) connection.on('error', () => undefined);
-    return destroyed;
-  };
-  return {
-    session,
-    release: async () => void (await (ended ??= end(false))),
-    destroy: () => (ended ??= end(true)),
-    watch: (onLost) => events.watch(onLost),
-  };
+  return new Lease(connection, session, giveBack, closeSocket);
 }

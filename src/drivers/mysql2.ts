@@ -67,27 +67,51 @@ function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | un
 }
 
 /** Runs statements on one callback-style connection, which mysql2 sends in call order. */
-export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
-  return {
-    connection,
-    query(sql, params) {
-      return new Promise<Row[][]>((resolve, reject) => {
-        connection.query(sql, params ? [...params] : [], (err, rows) => {
-          if (err) reject(err);
-          else resolve([Array.isArray(rows) ? (rows as Row[]) : []]);
-        });
+class MysqlSession implements SqlSession {
+  #flavor: 'mysql' | 'mariadb' | undefined;
+
+  constructor(readonly connection: MysqlConnectionLike) {}
+
+  query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
+    return new Promise<Row[][]>((resolve, reject) => {
+      this.connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
+        if (err) reject(err);
+        else resolve([Array.isArray(rows) ? (rows as Row[]) : []]);
       });
-    },
-    inTransaction: () => false,
-    get serverFlavor() {
-      return serverFlavor(connection);
-    },
-    cancel: () => killQuery(connection),
-    ping: () =>
-      new Promise<void>((resolve, reject) =>
-        connection.ping((err) => (err ? reject(err) : resolve())),
-      ),
-  };
+    });
+  }
+
+  inTransaction(): boolean {
+    return false;
+  }
+
+  get serverFlavor(): 'mysql' | 'mariadb' | undefined {
+    // Known once the handshake is done; it cannot change afterwards.
+    this.#flavor ??= serverFlavor(this.connection);
+    return this.#flavor;
+  }
+
+  cancel(): Promise<void> {
+    return killQuery(this.connection);
+  }
+
+  ping(): Promise<void> {
+    return new Promise<void>((resolve, reject) =>
+      this.connection.ping((err) => (err ? reject(err) : resolve())),
+    );
+  }
+}
+
+const sessions = new WeakMap<MysqlConnectionLike, MysqlSession>();
+
+/** The session of a connection; one per connection, as it keeps no state of a lease. */
+export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
+  let session = sessions.get(connection);
+  if (!session) {
+    session = new MysqlSession(connection);
+    sessions.set(connection, session);
+  }
+  return session;
 }
 
 /** Kills the statement running on `connection` with KILL QUERY from a short-lived connection. */

@@ -49,24 +49,45 @@ export function isPgPool(target: unknown): target is PgPoolLike {
   );
 }
 
+function rowsOf(result: PgResult | PgResult[]): Row[][] {
+  return Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []];
+}
+
 /** Runs statements on one pg client; the query is handed to the client synchronously. */
+class PgSession implements SqlSession {
+  constructor(readonly connection: PgClientLike) {}
+
+  query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
+    const client = this.connection;
+    return (params ? client.query(sql, params as unknown[]) : client.query(sql)).then(rowsOf);
+  }
+
+  inTransaction(): boolean {
+    const client = this.connection;
+    const status =
+      client.getTransactionStatus?.() ?? (client as unknown as { _txStatus?: string })._txStatus;
+    return status === 'T' || status === 'E';
+  }
+
+  cancel(): Promise<void> {
+    return cancelPgQuery(this.connection);
+  }
+
+  async ping(): Promise<void> {
+    await this.connection.query('SELECT 1');
+  }
+}
+
+const sessions = new WeakMap<PgClientLike, PgSession>();
+
+/** The session of a client; one per client, as it keeps no state of a lease. */
 export function pgSession(client: PgClientLike): SqlSession {
-  return {
-    connection: client,
-    query(sql, params) {
-      const pending = params ? client.query(sql, [...params]) : client.query(sql);
-      return pending.then((result) =>
-        Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []],
-      );
-    },
-    inTransaction() {
-      const status =
-        client.getTransactionStatus?.() ?? (client as unknown as { _txStatus?: string })._txStatus;
-      return status === 'T' || status === 'E';
-    },
-    cancel: () => cancelPgQuery(client),
-    ping: () => client.query('SELECT 1').then(() => undefined),
-  };
+  let session = sessions.get(client);
+  if (!session) {
+    session = new PgSession(client);
+    sessions.set(client, session);
+  }
+  return session;
 }
 
 /** Cancels the statement running on `client` with pg_cancel_backend from a short-lived client. */

@@ -6,7 +6,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { createLock, type BaseLock } from '../../src/index.js';
 import { databaseUrls } from './databases.js';
-import type { DialectName } from './targets.js';
+import { openInspector, type DialectName } from './targets.js';
 
 export interface Session {
   /** A target for createLock / inspectLock. */
@@ -49,12 +49,11 @@ export async function openSession(
   };
 }
 
-/** Ends another session: pg_terminate_backend on PostgreSQL, KILL on MySQL. */
+/** Ends another session (pg_terminate_backend / KILL) and waits until it is gone. */
 export async function terminateSession(dialect: DialectName, id: number): Promise<void> {
-  const admin = await openSession(dialect);
+  const admin = await openInspector(dialect);
   try {
-    if (dialect === 'postgres') await admin.query('SELECT pg_terminate_backend($1)', [id]);
-    else await admin.query(`KILL ${Number(id)}`);
+    await admin.kill(id);
   } finally {
     await admin.close();
   }

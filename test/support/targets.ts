@@ -222,7 +222,8 @@ async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspect
         return rows.map((row) => row.pid as number);
       },
       async kill(pid) {
-        await client.query('SELECT pg_terminate_backend($1)', [pid]);
+        // Waits until the backend is gone: it frees its locks only as it exits.
+        await client.query('SELECT pg_terminate_backend($1, 2000)', [pid]);
       },
       close: () => client.end(),
     };
@@ -246,6 +247,15 @@ async function openHolderCounter(dialect: DialectName): Promise<Omit<LockInspect
     },
     async kill(id) {
       await conn.query('KILL ?', [id]);
+      // KILL returns before the thread has ended and freed its locks.
+      for (let i = 0; i < 200; i += 1) {
+        const [rows] = await conn.query<mysqlPromise.RowDataPacket[]>(
+          'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?',
+          [id],
+        );
+        if (Number(rows[0]?.n) === 0) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
     },
     close: () => conn.end(),
   };
