@@ -53,30 +53,33 @@ export function undoStrayGrantSql(key: bigint, mode: LockMode): string {
 
 /**
  * A session-level wait in one statement that cannot fail on a timeout, a cancel or a deadlock:
- * it answers 'acquired', 'timeout', 'cancelled' or 'deadlock', undoes a grant that raced a
- * timeout or cancel, and puts lock_timeout back. Living in pg_temp, it is private to the
- * session and gone with it; PL/pgSQL compiles it once per session.
+ * it answers 'acquired', 'timeout', 'cancelled' or 'deadlock', and undoes a grant that raced a
+ * timeout or cancel. Living in pg_temp, it is private to the session and gone with it;
+ * PL/pgSQL compiles it once per session.
  */
-const CREATE_WAIT_FUNCTION = `CREATE OR REPLACE FUNCTION ${WAIT_FUNCTION}(key int8, wait_ms int4, shared bool)
+const CREATE_WAIT_FUNCTION = `CREATE OR REPLACE FUNCTION ${WAIT_FUNCTION}(key int8, shared bool)
 RETURNS text LANGUAGE plpgsql AS $knex_dlock$
-DECLARE
-  saved text := current_setting('lock_timeout');
-  outcome text := 'acquired';
 BEGIN
-  PERFORM set_config('lock_timeout', wait_ms || 'ms', true);
+  -- Uncontended, a try is enough, and skips the subtransaction that the handler below costs.
+  -- A try queues behind waiting requests as a wait does, so it does not jump the queue.
+  IF (CASE WHEN shared THEN pg_try_advisory_lock_shared(key) ELSE pg_try_advisory_lock(key) END) THEN
+    RETURN 'acquired';
+  END IF;
   BEGIN
     IF shared THEN PERFORM pg_advisory_lock_shared(key); ELSE PERFORM pg_advisory_lock(key); END IF;
+    RETURN 'acquired';
   EXCEPTION
-    WHEN lock_not_available THEN outcome := 'timeout';
-    WHEN query_canceled THEN outcome := 'cancelled';
-    WHEN deadlock_detected THEN outcome := 'deadlock';
+    WHEN lock_not_available THEN
+      PERFORM CASE WHEN shared THEN pg_advisory_unlock_shared(key) ELSE pg_advisory_unlock(key) END
+        FROM pg_locks WHERE ${ownGrantFilter('key', 'shared')};
+      RETURN 'timeout';
+    WHEN query_canceled THEN
+      PERFORM CASE WHEN shared THEN pg_advisory_unlock_shared(key) ELSE pg_advisory_unlock(key) END
+        FROM pg_locks WHERE ${ownGrantFilter('key', 'shared')};
+      RETURN 'cancelled';
+    WHEN deadlock_detected THEN
+      RETURN 'deadlock';
   END;
-  IF outcome IN ('timeout', 'cancelled') THEN
-    PERFORM CASE WHEN shared THEN pg_advisory_unlock_shared(key) ELSE pg_advisory_unlock(key) END
-      FROM pg_locks WHERE ${ownGrantFilter('key', 'shared')};
-  END IF;
-  PERFORM set_config('lock_timeout', saved, true);
-  RETURN outcome;
 END
 $knex_dlock$`;
 
@@ -87,9 +90,13 @@ $knex_dlock$`;
  */
 export function waitFunctionCallSql(key: bigint, mode: LockMode, wait: Wait, create: boolean) {
   const call =
-    `SET LOCAL statement_timeout = 0; SELECT ${WAIT_FUNCTION}(${int8Literal(key)}, ` +
-    `${lockTimeoutMs(wait)}, ${mode.shared}) AS outcome`;
+    `${setWaitTimeouts(wait)}; ` +
+    `SELECT ${WAIT_FUNCTION}(${int8Literal(key)}, ${mode.shared}) AS outcome`;
   return create ? `${CREATE_WAIT_FUNCTION}; ${call}` : call;
+}
+
+function setWaitTimeouts(wait: Wait): string {
+  return `SET LOCAL lock_timeout = '${lockTimeoutMs(wait)}ms'; SET LOCAL statement_timeout = 0`;
 }
 
 /**
@@ -100,8 +107,7 @@ export function waitFunctionCallSql(key: bigint, mode: LockMode, wait: Wait, cre
  */
 export function plainWaitSql(key: bigint, mode: LockMode, wait: Wait, inTransaction: boolean) {
   const lock = `SELECT ${functionName(mode, 'wait')}(${int8Literal(key)})`;
-  const settings =
-    `SET LOCAL lock_timeout = '${lockTimeoutMs(wait)}ms'; ` + `SET LOCAL statement_timeout = 0`;
+  const settings = setWaitTimeouts(wait);
   if (!inTransaction) return `${settings}; ${lock}`;
   return [
     `SAVEPOINT ${SAVEPOINT}`,
