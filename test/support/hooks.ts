@@ -8,6 +8,8 @@ export const mochaHooks = {
   },
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
-    await (await databaseUrls()).stop();
+    // If no database was found, beforeAll already said so: say it once.
+    const urls = await databaseUrls().catch(() => undefined);
+    await urls?.stop();
   },
 };
