@@ -1,6 +1,7 @@
 import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
+import { perConnection } from './per-connection.js';
 
 type QueryCallback = (err: Error | null, rows?: unknown) => void;
 
@@ -102,17 +103,10 @@ class MysqlSession implements SqlSession {
   }
 }
 
-const sessions = new WeakMap<MysqlConnectionLike, MysqlSession>();
-
 /** The session of a connection; one per connection, as it keeps no state of a lease. */
-export function mysqlSession(connection: MysqlConnectionLike): SqlSession {
-  let session = sessions.get(connection);
-  if (!session) {
-    session = new MysqlSession(connection);
-    sessions.set(connection, session);
-  }
-  return session;
-}
+export const mysqlSession: (connection: MysqlConnectionLike) => SqlSession = perConnection(
+  (connection: MysqlConnectionLike) => new MysqlSession(connection),
+);
 
 /** Kills the statement running on `connection` with KILL QUERY from a short-lived connection. */
 async function killQuery(connection: MysqlConnectionLike): Promise<void> {

@@ -1,6 +1,7 @@
 import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
+import { perConnection } from './per-connection.js';
 
 interface PgResult {
   rows: Row[];
@@ -78,17 +79,10 @@ class PgSession implements SqlSession {
   }
 }
 
-const sessions = new WeakMap<PgClientLike, PgSession>();
-
 /** The session of a client; one per client, as it keeps no state of a lease. */
-export function pgSession(client: PgClientLike): SqlSession {
-  let session = sessions.get(client);
-  if (!session) {
-    session = new PgSession(client);
-    sessions.set(client, session);
-  }
-  return session;
-}
+export const pgSession: (client: PgClientLike) => SqlSession = perConnection(
+  (client: PgClientLike) => new PgSession(client),
+);
 
 /** Cancels the statement running on `client` with pg_cancel_backend from a short-lived client. */
 async function cancelPgQuery(client: PgClientLike): Promise<void> {
