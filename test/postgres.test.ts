@@ -215,6 +215,14 @@ describe('PostgreSQL advisory locks', () => {
     expect(await inspector.holders(lock!.actualKey)).to.equal(0);
   });
 
+  it('acquire() on a knex transaction that has ended rejects with ERR_DLOCK_INVALID_OPTION', async () => {
+    const trx = await knex.transaction();
+    const lock = createLock(trx, uniqueKey());
+    await trx.commit();
+    await expectRejectCode(lock.acquire(), 'ERR_DLOCK_INVALID_OPTION');
+    expect(lock.locked).to.equal(false);
+  });
+
   it('a session lock released inside the knex transaction gives no warning', async () => {
     const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
       await knex.transaction(async (trx) => {

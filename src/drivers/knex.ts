@@ -1,3 +1,4 @@
+import { InvalidOptionError } from '../errors.js';
 import type { ConnectionLease, Driver } from './types.js';
 import { pgLease, type PgClientLike } from './pg.js';
 import { mysqlLease, type MysqlConnectionLike } from './mysql2.js';
@@ -17,6 +18,7 @@ export interface KnexLike {
   readonly client: KnexClientLike;
   readonly isTransaction?: boolean;
   readonly executionPromise?: Promise<unknown>;
+  isCompleted?(): boolean;
   commit?: (value?: unknown) => unknown;
   rollback?: (error?: unknown) => unknown;
 }
@@ -92,6 +94,13 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
     description: `a knex transaction (${driverName})`,
     pooled: false,
     async lease(): Promise<ConnectionLease> {
+      // A finished transaction's connection is back in the pool, maybe someone else's now.
+      if (trx.isCompleted?.()) {
+        throw new InvalidOptionError(
+          'The knex transaction has already been committed or rolled back: create the lock on ' +
+            'a transaction that is still open, or on the knex instance.',
+        );
+      }
       const connection = await trx.client.acquireConnection();
       const lease = leaseFor(driverName, connection, CALLER_OWNED);
       return Object.assign(lease, {
