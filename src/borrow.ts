@@ -9,17 +9,19 @@ function giveBackWhenItArrives(leasing: Promise<ConnectionLease>): void {
 
 /**
  * Borrows a connection from `driver`, giving up when `deadline` (a `performance.now()` time)
- * passes — resolving undefined — or when `signal` aborts — rejecting with its reason. A
- * connection that arrives after that is given straight back.
+ * passes — resolving undefined — or when `signal` aborts or the interrupt handed to
+ * `onInterruptible` is called — rejecting with their reason. A connection that arrives after
+ * that is given straight back.
  */
 export async function borrowConnection(
   driver: Driver,
   deadline?: number,
   signal?: AbortSignal,
+  onInterruptible?: (interrupt: (reason: unknown) => void) => void,
 ): Promise<ConnectionLease | undefined> {
   const leasing = driver.lease();
   // A connection that is not pooled is lent at once: nothing to race.
-  if (!driver.pooled || (deadline === undefined && !signal)) return leasing;
+  if (!driver.pooled || (deadline === undefined && !signal && !onInterruptible)) return leasing;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const givenUp = new Promise<undefined>((resolve, reject) => {
@@ -28,6 +30,7 @@ export async function borrowConnection(
     }
     onAbort = () => reject(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
+    onInterruptible?.(reject);
   });
   try {
     const lease = await Promise.race([leasing, givenUp]);

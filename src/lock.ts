@@ -60,6 +60,12 @@ export abstract class BaseLock<
   #lease: ConnectionLease | undefined;
   #detach: (() => void)[] = [];
   #lost: AbortController | undefined;
+  /** The acquire in progress, if any; close() waits for it. */
+  #pending: Promise<boolean> | undefined;
+  /** Ends the acquire in progress early (the phase it is in sets it). */
+  #interrupt: ((reason: unknown) => void) | undefined;
+  /** Why close() wants the acquire in progress to end, once it asked. */
+  #closing: unknown;
 
   /** @internal Use {@link createLock}. */
   protected constructor(parts: LockParts<Key>) {
@@ -122,10 +128,24 @@ export abstract class BaseLock<
     }
     signal?.throwIfAborted();
     this.#state = 'acquiring';
+    const pending = this.#acquire(wait, signal);
+    this.#pending = pending;
+    try {
+      return await pending;
+    } finally {
+      this.#pending = undefined;
+      this.#interrupt = undefined;
+      this.#closing = undefined;
+    }
+  }
+
+  async #acquire(wait: Wait, signal?: AbortSignal): Promise<boolean> {
     const deadline = wait.kind === 'timed' ? performance.now() + wait.ms : undefined;
     let lease: ConnectionLease | undefined;
     try {
-      lease = await borrowConnection(this.#driver, deadline, signal);
+      lease = await borrowConnection(this.#driver, deadline, signal, (interrupt) => {
+        this.#interrupt = interrupt;
+      });
     } catch (err) {
       this.#state = 'idle';
       throw err instanceof DlockError || err === signal?.reason
@@ -152,19 +172,24 @@ export abstract class BaseLock<
           'pass a knex transaction (or a connection inside BEGIN ... COMMIT), or drop xact.',
       );
     }
-    if (signal?.aborted) {
+    if (signal?.aborted || this.#closing !== undefined) {
       await lease.release();
-      throw signal.reason;
+      throw signal?.aborted ? signal.reason : this.#closing;
     }
     let cancelRequested = false;
+    let cancelReason: unknown;
     let cancelling: Promise<void> | undefined;
-    const onAbort = () => {
+    const cancel = (reason: unknown) => {
+      if (cancelRequested) return;
       cancelRequested = true;
+      cancelReason = reason;
       // A try returns at once by itself. Errors are ignored: if the cancel fails, the wait
       // simply ends on its own terms.
       if (wait.kind !== 'try') cancelling = lease.session.cancel().catch(() => undefined);
     };
+    const onAbort = () => cancel(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
+    this.#interrupt = cancel;
     let acquired: boolean;
     try {
       acquired = await this.#dialect.acquire(
@@ -179,7 +204,7 @@ export abstract class BaseLock<
       // A deadlock victim holds nothing; after any other failure the state is unknown.
       if (err instanceof LockDeadlockError) await lease.release();
       else await lease.destroy();
-      if (cancelRequested) throw signal?.reason;
+      if (cancelRequested) throw cancelReason;
       throw err;
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -189,7 +214,7 @@ export abstract class BaseLock<
     if (cancelRequested) {
       if (acquired) await this.#unlockOrDestroy(lease);
       else await lease.release();
-      throw signal?.reason;
+      throw cancelReason;
     }
     if (!acquired) {
       await lease.release();
@@ -271,10 +296,20 @@ export abstract class BaseLock<
 
   /**
    * Releases the lock if it is held; resolves without error when it is not, or when it was lost.
-   * A transaction-level lock stays held until its transaction ends.
+   * An acquire() still waiting is cancelled (it rejects with `ERR_DLOCK_NOT_HELD`, holding
+   * nothing). A transaction-level lock stays held until its transaction ends.
    */
   async close(): Promise<void> {
     const state = this.#current();
+    if (state === 'acquiring' && this.#pending) {
+      const reason = new LockNotHeldError(
+        'close() was called while acquire() was waiting, so the lock was not taken.',
+      );
+      this.#closing = reason;
+      this.#interrupt?.(reason);
+      await this.#pending.catch(() => undefined);
+      return this.close();
+    }
     if (state === 'lost') {
       this.#state = 'idle';
       return;

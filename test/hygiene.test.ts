@@ -16,6 +16,7 @@ type Operation =
   | { op: 'abort'; lock: number; afterMs: number }
   | { op: 'release'; lock: number }
   | { op: 'close'; lock: number }
+  | { op: 'closeWhileWaiting'; lock: number; afterMs: number }
   | { op: 'kill'; lock: number };
 
 const LOCKS = 3;
@@ -34,6 +35,11 @@ const operation: fc.Arbitrary<Operation> = fc.oneof(
   }),
   fc.record({ op: fc.constant('release' as const), lock: lockIndex }),
   fc.record({ op: fc.constant('close' as const), lock: lockIndex }),
+  fc.record({
+    op: fc.constant('closeWhileWaiting' as const),
+    lock: lockIndex,
+    afterMs: fc.integer({ min: 0, max: 40 }),
+  }),
   fc.record({ op: fc.constant('kill' as const), lock: lockIndex }),
 );
 
@@ -75,6 +81,13 @@ async function apply(step: Operation, locks: BaseLock[], inspector: LockInspecto
     case 'close':
       await lock.close();
       return;
+    case 'closeWhileWaiting': {
+      const acquiring = lock.acquire({ timeout: 200 }).catch(swallow);
+      await sleep(step.afterMs);
+      await lock.close();
+      await acquiring;
+      return;
+    }
     case 'kill': {
       if (!lock.locked) return;
       const ids = await inspector.holderIds(lock.actualKey);

@@ -110,6 +110,24 @@ for (const kind of TARGET_KINDS) {
       expect(await inspector.holders(holder.actualKey)).to.equal(0);
     });
 
+    it('close() during a waiting acquire() cancels it: ERR_DLOCK_NOT_HELD, nothing held', async () => {
+      const key = uniqueKey();
+      const holder = lockOn(await open(), key);
+      const waiter = lockOn(await open(), key);
+      await holder.acquire();
+      const waiting = waiter.acquire();
+      await sleep(100);
+      const started = performance.now();
+      await waiter.close();
+      await expectRejectCode(waiting, 'ERR_DLOCK_NOT_HELD');
+      expect(performance.now() - started).to.be.below(1_000);
+      expect(waiter.locked).to.equal(false);
+      await holder.release();
+      await sleep(50);
+      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+      expect(await waiter.acquire({ block: false })).to.equal(true);
+    });
+
     it('acquire() with an already aborted signal rejects before any query', async () => {
       const lock = lockOn(await open(), uniqueKey());
       const reason = new Error('already aborted');

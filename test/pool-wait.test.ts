@@ -77,6 +77,26 @@ for (const kind of POOLS_OF_ONE) {
       }
     });
 
+    it('close() while waiting for a connection cancels the acquire and leaks nothing', async () => {
+      const pool = await kind.open();
+      try {
+        const busy = createLock(pool.target, uniqueKey());
+        await busy.acquire();
+        const waiter = createLock(pool.target, uniqueKey());
+        const waiting = waiter.acquire();
+        await sleep(50);
+        await waiter.close();
+        let caught: unknown;
+        await waiting.catch((err: unknown) => (caught = err));
+        expect(caught).to.have.property('code', 'ERR_DLOCK_NOT_HELD');
+        await busy.release();
+        await sleep(50);
+        expect(pool.checkedOut()).to.equal(0);
+      } finally {
+        await pool.close();
+      }
+    });
+
     it('an abort while waiting for a connection rejects at once and leaks nothing', async () => {
       const pool = await kind.open();
       try {
