@@ -45,7 +45,7 @@ function shortenName(name: string): string {
   return `${codePoints.slice(0, HASHED_PREFIX_CHARS).join('')}~${hashHex(bytes, HASH_BYTES)}`;
 }
 
-function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefined): number {
+export function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefined): number {
   if (wait.kind === 'try') return 0;
   if (wait.kind === 'forever') return FOREVER_SECONDS;
   // MariaDB honours fractions of a second; MySQL reads whole seconds, so round up there.
