@@ -46,10 +46,6 @@ export abstract class BaseLock<
   readonly key: unknown;
   /** The key as the database sees it: an int64 (PostgreSQL) or a lock name (MySQL). */
   readonly actualKey: Key;
-  /** Whether this is a shared lock (PostgreSQL only). */
-  readonly shared: boolean;
-  /** Whether this is a transaction-level lock (PostgreSQL only). */
-  readonly xact: boolean;
 
   readonly #driver: Driver;
   readonly #dialect: Dialect<Key>;
@@ -76,8 +72,6 @@ export abstract class BaseLock<
     this.#keepalive = parts.keepalive;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
-    this.shared = parts.mode.shared;
-    this.xact = parts.mode.xact;
   }
 
   /**
@@ -97,6 +91,16 @@ export abstract class BaseLock<
     // Made on first use: most holds never look at their signal.
     this.#lost ??= new AbortController();
     return this.#lost.signal;
+  }
+
+  /** Whether this is a shared lock (PostgreSQL only). */
+  get shared(): boolean {
+    return this.#mode.shared;
+  }
+
+  /** Whether this is a transaction-level lock (PostgreSQL only). */
+  get xact(): boolean {
+    return this.#mode.xact;
   }
 
   /** The key as the database sees it (same as {@link BaseLock.actualKey}). */
