@@ -87,6 +87,7 @@ describe('PostgreSQL advisory locks', () => {
     const reader1 = createLock(await client(), key, { shared: true });
     const reader2 = createLock(await client(), key, { shared: true });
     const writer = createLock(await client(), key);
+    expect([reader1.shared, writer.shared, writer.xact]).to.deep.equal([true, false, false]);
     expect(await reader1.acquire()).to.equal(true);
     expect(await reader2.acquire({ block: false })).to.equal(true);
     expect(await writer.acquire({ block: false })).to.equal(false);
