@@ -1,39 +1,25 @@
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
 import mysql from 'mysql2/promise';
 import { createLock, MysqlLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { captureWarnings, expectThrowCode } from './support/expect.js';
-import { openInspector, uniqueKey, type LockInspector } from './support/targets.js';
+import { dialectSuite } from './support/dialect-suite.js';
+import { uniqueKey } from './support/targets.js';
 
 describe('MySQL / MariaDB named locks', () => {
-  let inspector: LockInspector;
-  let knex: Knex;
-  const connections: mysql.Connection[] = [];
+  const suite = dialectSuite('mysql');
+  /** Every connection the test opened, for the test to reach them all. */
+  let connections: mysql.Connection[] = [];
+  beforeEach(() => {
+    connections = [];
+  });
 
   async function connection(): Promise<mysql.Connection> {
     const conn = await mysql.createConnection({ uri: (await databaseUrls()).mysql });
     connections.push(conn);
+    suite.closeAfterTest(() => conn.end());
     return conn;
   }
-
-  before(async () => {
-    inspector = await openInspector('mysql');
-    knex = knexFactory({
-      client: 'mysql2',
-      connection: (await databaseUrls()).mysql,
-      pool: { min: 0, max: 4 },
-    });
-  });
-  after(async () => {
-    await inspector.close();
-    await knex.destroy();
-  });
-  afterEach(async () => {
-    const leftovers = await inspector.leftovers();
-    await Promise.all(connections.splice(0).map((c) => c.end().catch(() => undefined)));
-    expect(leftovers, 'locks left held after the test').to.deep.equal([]);
-  });
 
   it('holds the lock name sqlalchemy-dlock uses, visible to IS_USED_LOCK', async () => {
     const conn = await connection();
@@ -61,8 +47,11 @@ describe('MySQL / MariaDB named locks', () => {
   });
 
   it('shared or xact locks throw ERR_DLOCK_INVALID_OPTION before any query', () => {
-    expectThrowCode(() => createLock(knex, 'k', { shared: true }), 'ERR_DLOCK_INVALID_OPTION');
-    expectThrowCode(() => createLock(knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
+    expectThrowCode(
+      () => createLock(suite.knex, 'k', { shared: true }),
+      'ERR_DLOCK_INVALID_OPTION',
+    );
+    expectThrowCode(() => createLock(suite.knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
   });
 
   it('a name over 64 characters is hashed and locks like any other', async () => {
@@ -72,7 +61,7 @@ describe('MySQL / MariaDB named locks', () => {
     expect(Array.from(first.actualKey as string)).to.have.length(64);
     expect(await first.acquire()).to.equal(true);
     expect(await second.acquire({ block: false })).to.equal(false);
-    expect(await inspector.holders(MysqlLock.convert(key))).to.equal(1);
+    expect(await suite.inspector.holders(MysqlLock.convert(key))).to.equal(1);
     await first.release();
   });
 
@@ -87,7 +76,7 @@ describe('MySQL / MariaDB named locks', () => {
       const key = uniqueKey(hostile);
       const lock = createLock(await connection(), key);
       expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
-      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
       await lock.release();
     }
   });
@@ -119,11 +108,11 @@ describe('MySQL / MariaDB named locks', () => {
   it('a session lock still held when its knex transaction ends is released, with a warning', async () => {
     const key = uniqueKey();
     const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
-      await knex.transaction(async (trx) => {
+      await suite.knex.transaction(async (trx) => {
         await createLock(trx, key).acquire();
       });
     });
     expect(warnings).to.have.length(1);
-    expect(await inspector.holders(key)).to.equal(0);
+    expect(await suite.inspector.holders(key)).to.equal(0);
   });
 });

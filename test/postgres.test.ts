@@ -1,40 +1,20 @@
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { createLock, PostgresLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
-import { openInspector, uniqueKey, type LockInspector } from './support/targets.js';
+import { dialectSuite } from './support/dialect-suite.js';
+import { uniqueKey } from './support/targets.js';
 
 describe('PostgreSQL advisory locks', () => {
-  let inspector: LockInspector;
-  let knex: Knex;
-  const clients: pg.Client[] = [];
+  const suite = dialectSuite('postgres');
 
   async function client(): Promise<pg.Client> {
     const c = new pg.Client({ connectionString: (await databaseUrls()).pg });
     await c.connect();
-    clients.push(c);
+    suite.closeAfterTest(() => c.end());
     return c;
   }
-
-  before(async () => {
-    inspector = await openInspector('postgres');
-    knex = knexFactory({
-      client: 'pg',
-      connection: (await databaseUrls()).pg,
-      pool: { min: 0, max: 4 },
-    });
-  });
-  after(async () => {
-    await inspector.close();
-    await knex.destroy();
-  });
-  afterEach(async () => {
-    const leftovers = await inspector.leftovers();
-    await Promise.all(clients.splice(0).map((c) => c.end().catch(() => undefined)));
-    expect(leftovers, 'locks left held after the test').to.deep.equal([]);
-  });
 
   it('locks the int64 key that sqlalchemy-dlock derives from the same string', async () => {
     const c = await client();
@@ -77,7 +57,7 @@ describe('PostgreSQL advisory locks', () => {
       const lock = createLock(c, key);
       expect(lock.actualKey).to.equal(PostgresLock.convert(key));
       expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
-      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
       await lock.release();
     }
   });
@@ -170,23 +150,23 @@ describe('PostgreSQL advisory locks', () => {
     const warnings = await captureWarnings('DLOCK_XACT_RELEASE', () => lock.release());
     expect(warnings).to.have.length(1);
     expect(lock.locked).to.equal(true);
-    expect(await inspector.holders(lock.actualKey)).to.equal(1);
+    expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
     await c.query('COMMIT');
     expect(lock.locked).to.equal(false);
-    expect(await inspector.holders(lock.actualKey)).to.equal(0);
+    expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
     await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
   });
 
   it('an xact lock on a knex transaction ends with the transaction', async () => {
     const key = uniqueKey();
     let lock: PostgresLock | undefined;
-    await knex.transaction(async (trx) => {
+    await suite.knex.transaction(async (trx) => {
       lock = createLock(trx, key, { xact: true, shared: true }) as PostgresLock;
       expect(await lock.acquire({ timeout: 1000 })).to.equal(true);
-      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
     });
     expect(lock!.locked).to.equal(false);
-    expect(await inspector.holders(lock!.actualKey)).to.equal(0);
+    expect(await suite.inspector.holders(lock!.actualKey)).to.equal(0);
   });
 
   it('xact: true on a client outside a transaction rejects with ERR_DLOCK_INVALID_OPTION', async () => {
@@ -198,7 +178,7 @@ describe('PostgreSQL advisory locks', () => {
   it('xact: true on a pool or knex instance throws ERR_DLOCK_INVALID_OPTION at once', () => {
     const pool = new pg.Pool();
     expectThrowCode(() => createLock(pool, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
-    expectThrowCode(() => createLock(knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
+    expectThrowCode(() => createLock(suite.knex, 'k', { xact: true }), 'ERR_DLOCK_INVALID_OPTION');
     return pool.end();
   });
 
@@ -206,18 +186,18 @@ describe('PostgreSQL advisory locks', () => {
     const key = uniqueKey();
     let lock: PostgresLock | undefined;
     const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
-      await knex.transaction(async (trx) => {
+      await suite.knex.transaction(async (trx) => {
         lock = createLock(trx, key) as PostgresLock;
         await lock.acquire();
       });
     });
     expect(warnings).to.have.length(1);
     expect(lock!.locked).to.equal(false);
-    expect(await inspector.holders(lock!.actualKey)).to.equal(0);
+    expect(await suite.inspector.holders(lock!.actualKey)).to.equal(0);
   });
 
   it('acquire() on a knex transaction that has ended rejects with ERR_DLOCK_INVALID_OPTION', async () => {
-    const trx = await knex.transaction();
+    const trx = await suite.knex.transaction();
     const lock = createLock(trx, uniqueKey());
     await trx.commit();
     await expectRejectCode(lock.acquire(), 'ERR_DLOCK_INVALID_OPTION');
@@ -226,7 +206,7 @@ describe('PostgreSQL advisory locks', () => {
 
   it('a session lock released inside the knex transaction gives no warning', async () => {
     const warnings = await captureWarnings('DLOCK_RELEASED_AT_TRANSACTION_END', async () => {
-      await knex.transaction(async (trx) => {
+      await suite.knex.transaction(async (trx) => {
         const lock = createLock(trx, uniqueKey());
         await lock.acquire();
         await lock.release();
