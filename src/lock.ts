@@ -209,7 +209,7 @@ export abstract class BaseLock<
       if (err instanceof LockDeadlockError) await lease.release();
       else await lease.destroy();
       if (cancelRequested) throw cancelReason;
-      throw err;
+      throw err instanceof DlockError ? err : databaseError('Acquiring the lock', err);
     } finally {
       signal?.removeEventListener('abort', onAbort);
     }

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createLock, withLock, type BaseLock } from '../src/index.js';
-import { expectRejectCode, sleep } from './support/expect.js';
+import { expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
 import {
   openInspector,
   TARGET_KINDS,
@@ -147,6 +147,37 @@ for (const kind of TARGET_KINDS) {
       expect(await inspector.holders(lock.actualKey)).to.equal(0);
       await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
     });
+
+    if (kind.dialect === 'postgres') {
+      it('shared locks overlap, and an exclusive lock waits for them', async () => {
+        const key = uniqueKey();
+        const readers = [0, 1].map(async () => {
+          const lock = createLock(await open(), key, { shared: true });
+          locks.push(lock);
+          return lock;
+        });
+        const [first, second] = await Promise.all(readers);
+        const writer = lockOn(await open(), key);
+        expect(await first!.acquire()).to.equal(true);
+        expect(await second!.acquire({ block: false })).to.equal(true);
+        expect(await writer.acquire({ timeout: 50 })).to.equal(false);
+        await first!.release();
+        await second!.release();
+        expect(await writer.acquire({ block: false })).to.equal(true);
+      });
+    } else {
+      it('shared and xact locks throw ERR_DLOCK_INVALID_OPTION before any query', async () => {
+        const target = await open();
+        expectThrowCode(
+          () => createLock(target, uniqueKey(), { shared: true }),
+          'ERR_DLOCK_INVALID_OPTION',
+        );
+        expectThrowCode(
+          () => createLock(target, uniqueKey(), { xact: true }),
+          'ERR_DLOCK_INVALID_OPTION',
+        );
+      });
+    }
 
     it('acquire() on a held lock throws ERR_DLOCK_ALREADY_HELD', async () => {
       const lock = lockOn(await open(), uniqueKey());

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import mysql from 'mysql2/promise';
 import { createLock, MysqlLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { captureWarnings, expectThrowCode } from './support/expect.js';
+import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
 import { dialectSuite } from './support/dialect-suite.js';
 import { uniqueKey } from './support/targets.js';
 
@@ -79,6 +79,20 @@ describe('MySQL / MariaDB named locks', () => {
       expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
       await lock.release();
     }
+  });
+
+  it('a wait killed by another session (KILL QUERY) rejects with ERR_DLOCK_DATABASE', async () => {
+    const key = uniqueKey();
+    const holder = createLock(await connection(), key);
+    await holder.acquire();
+    const c = await connection();
+    const waiting = createLock(c, key).acquire();
+    await sleep(100);
+    await (await connection()).query('KILL QUERY ?', [c.threadId]);
+    await expectRejectCode(waiting, 'ERR_DLOCK_DATABASE');
+    await holder.release();
+    await sleep(50);
+    expect(await suite.inspector.holders(key)).to.equal(0);
   });
 
   it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async () => {

@@ -250,6 +250,34 @@ describe('PostgreSQL advisory locks', () => {
     expect(rows[0].n).to.equal(0);
   });
 
+  it('a driver error while acquiring rejects with ERR_DLOCK_DATABASE, keeping it as cause', async () => {
+    const c = await client();
+    await c.query('BEGIN');
+    await c.query('SELECT 1/0').catch(() => undefined);
+    const err = await expectRejectCode(
+      createLock(c, uniqueKey()).acquire({ block: false }),
+      'ERR_DLOCK_DATABASE',
+    );
+    expect(err.cause).to.have.property('code', '25P02');
+    await c.query('ROLLBACK');
+  });
+
+  it('a wait cancelled by another session rejects with ERR_DLOCK_DATABASE and holds nothing', async () => {
+    const key = uniqueKey();
+    const holder = createLock(await client(), key);
+    await holder.acquire();
+    const c = await client();
+    const waiting = createLock(c, key).acquire();
+    await sleep(100);
+    await (
+      await client()
+    ).query('SELECT pg_cancel_backend($1)', [(c as unknown as { processID: number }).processID]);
+    await expectRejectCode(waiting, 'ERR_DLOCK_DATABASE');
+    await holder.release();
+    await sleep(50);
+    expect(await suite.inspector.holders(holder.actualKey)).to.equal(0);
+  });
+
   it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async function () {
     this.timeout(10_000);
     const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];
