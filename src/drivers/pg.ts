@@ -86,6 +86,14 @@ export const pgSession: (client: PgClientLike) => SqlSession = perConnection(
 
 /** Cancels the statement running on `client` with pg_cancel_backend from a short-lived client. */
 async function cancelPgQuery(client: PgClientLike): Promise<void> {
+  // pg's native (libpq) client has no processID, but cancels through libpq itself.
+  const native = (client as { native?: { cancel?(done: () => void): void } }).native;
+  if (client.processID === null || client.processID === undefined) {
+    if (typeof native?.cancel === 'function') {
+      await new Promise<void>((resolve) => native.cancel!(() => resolve()));
+    }
+    return;
+  }
   const Client = client.constructor as new (config: object) => PgClientLike;
   const canceller = new Client({ ...client.connectionParameters });
   canceller.on('error', () => undefined);
