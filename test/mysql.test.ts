@@ -3,6 +3,7 @@ import mysql from 'mysql2/promise';
 import { createLock, MysqlLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
+import { expectDeadlockRecovery } from './support/deadlock.js';
 import { dialectSuite } from './support/dialect-suite.js';
 import { uniqueKey } from './support/targets.js';
 
@@ -96,26 +97,7 @@ describe('MySQL / MariaDB named locks', () => {
   });
 
   it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async () => {
-    const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];
-    const [c1, c2] = [await connection(), await connection()];
-    const a1 = createLock(c1, k1);
-    const b2 = createLock(c2, k2);
-    await a1.acquire();
-    await b2.acquire();
-    const waits = [createLock(c1, k2).acquire(), createLock(c2, k1).acquire()];
-    const victim = await Promise.race(
-      waits.map((wait, index) =>
-        wait.then(
-          () => -1,
-          (err: unknown) => ({ index, err }),
-        ),
-      ),
-    );
-    expect(victim).to.not.equal(-1);
-    const { index, err } = victim as { index: number; err: unknown };
-    expect(err).to.have.property('code', 'ERR_DLOCK_DEADLOCK');
-    await (index === 0 ? a1 : b2).release();
-    expect(await waits[1 - index]).to.equal(true);
+    await expectDeadlockRecovery(await connection(), await connection());
     await Promise.all(connections.map((c) => c.query('SELECT RELEASE_ALL_LOCKS()')));
   });
 

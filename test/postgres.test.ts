@@ -3,6 +3,7 @@ import pg from 'pg';
 import { createLock, PostgresLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
+import { expectDeadlockRecovery } from './support/deadlock.js';
 import { dialectSuite } from './support/dialect-suite.js';
 import { uniqueKey } from './support/targets.js';
 
@@ -280,29 +281,7 @@ describe('PostgreSQL advisory locks', () => {
 
   it('a deadlock between two waits is reported as ERR_DLOCK_DEADLOCK and both recover', async function () {
     this.timeout(10_000);
-    const [k1, k2] = [uniqueKey('a'), uniqueKey('b')];
-    const [c1, c2] = [await client(), await client()];
-    const a1 = createLock(c1, k1);
-    const b2 = createLock(c2, k2);
-    await a1.acquire();
-    await b2.acquire();
-    const a2 = createLock(c1, k2);
-    const b1 = createLock(c2, k1);
-    const waits = [a2.acquire(), b1.acquire()];
-    const victim = await Promise.race(
-      waits.map((wait, index) =>
-        wait.then(
-          () => -1,
-          (err: unknown) => ({ index, err }),
-        ),
-      ),
-    );
-    expect(victim).to.not.equal(-1);
-    const { index, err } = victim as { index: number; err: unknown };
-    expect(err).to.have.property('code', 'ERR_DLOCK_DEADLOCK');
-    // The victim still holds its first lock; releasing it lets the survivor through.
-    await (index === 0 ? a1 : b2).release();
-    expect(await waits[1 - index]).to.equal(true);
-    for (const lock of [a1, b2, a2, b1]) await lock.close();
+    const locks = await expectDeadlockRecovery(await client(), await client());
+    for (const lock of locks) await lock.close();
   });
 });
