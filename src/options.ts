@@ -48,7 +48,7 @@ export interface LockOptions<K = LockKey> {
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 const LOCK_OPTION_NAMES = new Set([
   'shared',

@@ -8,7 +8,7 @@ import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../k
 import { errorNumber, firstRowValue, type Dialect, type Wait } from './dialect.js';
 
 /** MySQL's limit on lock names, in characters. */
-export const MYSQL_NAME_MAX = 64;
+const MYSQL_NAME_MAX = 64;
 const HASHED_PREFIX_CHARS = 39;
 const HASH_BYTES = 12;
 /** Seconds that both MySQL and MariaDB read as "wait forever" (MariaDB refuses negatives). */

@@ -16,7 +16,7 @@ export function functionName(mode: LockMode, attempt: 'try' | 'wait' | 'unlock')
 }
 
 /** A validated int64 as SQL text; only ever a bigint's decimal digits, so it cannot inject. */
-export function int8Literal(key: bigint): string {
+function int8Literal(key: bigint): string {
   return `'${ensureInt64(key).toString()}'::int8`;
 }
 

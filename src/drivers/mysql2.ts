@@ -104,7 +104,7 @@ class MysqlSession implements SqlSession {
 }
 
 /** The session of a connection; one per connection, as it keeps no state of a lease. */
-export const mysqlSession: (connection: MysqlConnectionLike) => SqlSession = perConnection(
+const mysqlSession: (connection: MysqlConnectionLike) => SqlSession = perConnection(
   (connection: MysqlConnectionLike) => new MysqlSession(connection),
 );
 

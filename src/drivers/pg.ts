@@ -80,7 +80,7 @@ class PgSession implements SqlSession {
 }
 
 /** The session of a client; one per client, as it keeps no state of a lease. */
-export const pgSession: (client: PgClientLike) => SqlSession = perConnection(
+const pgSession: (client: PgClientLike) => SqlSession = perConnection(
   (client: PgClientLike) => new PgSession(client),
 );
 
