@@ -1,6 +1,7 @@
 import { mysqlDialect } from './dialects/mysql.js';
 import { postgresDialect } from './dialects/postgres.js';
 import type { Dialect, LockMode } from './dialects/dialect.js';
+import { connectionStrategy } from './connections/registry.js';
 import { detectTarget } from './drivers/detect.js';
 import { InvalidOptionError } from './errors.js';
 import type { LockKey } from './keys.js';
@@ -45,7 +46,7 @@ export function createLock(
 ): PostgresLock | MysqlLock {
   const convert = options.convert as ((key: unknown) => unknown) | undefined;
   checkLockOptions(options);
-  const driver = detectTarget(target, options.connection ?? 'pool');
+  const driver = detectTarget(target);
   if (options.connection !== undefined && !driver.pooled) {
     throw new InvalidOptionError(
       `Option "connection" applies to pools and knex instances, not to ${driver.description}: remove it.`,
@@ -61,7 +62,8 @@ export function createLock(
         'any transaction: pass a knex transaction (or a pg client inside BEGIN ... COMMIT).',
     );
   }
-  const parts = { driver, key, mode, onLost: options.onLost, keepalive: options.keepalive };
+  const strategy = connectionStrategy(driver, options.connection);
+  const parts = { strategy, key, mode, onLost: options.onLost, keepalive: options.keepalive };
   if (driver.dialect === 'postgres') {
     const actualKey = convert
       ? postgresDialect.checkConvertedKey(convert(key))

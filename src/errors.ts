@@ -34,6 +34,7 @@ export type DlockErrorCode =
   | 'ERR_DLOCK_UNSUPPORTED_TARGET'
   | 'ERR_DLOCK_LOST'
   | 'ERR_DLOCK_DEADLOCK'
+  | 'ERR_DLOCK_LOCK_TABLE_FULL'
   | 'ERR_DLOCK_DATABASE';
 
 /** `release()` was called on a lock object that does not hold its lock. */
@@ -89,6 +90,17 @@ export class LockLostError extends DlockError {
 export class LockDeadlockError extends DlockError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DLOCK_DEADLOCK', message, options);
+  }
+}
+
+/**
+ * The database has no room left for another lock: PostgreSQL's shared lock table is full
+ * ("out of shared memory", SQLSTATE 53200). Nothing was taken; release locks, or raise
+ * `max_locks_per_transaction` on the server.
+ */
+export class LockTableFullError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_LOCK_TABLE_FULL', message, options);
   }
 }
 

@@ -4,6 +4,7 @@ export { BaseLock } from './lock.js';
 export { PostgresLock } from './postgres-lock.js';
 export { MysqlLock } from './mysql-lock.js';
 export type { AcquireOptions, LockOptions } from './options.js';
+export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';
 export {
   DlockError,
@@ -16,6 +17,7 @@ export {
   LockLostError,
   LockDeadlockError,
   LockDatabaseError,
+  LockTableFullError,
   type DlockErrorCode,
 } from './errors.js';
 export {
@@ -33,3 +35,10 @@ export {
   type MigratingKnex,
   type MigrationLockOptions,
 } from './migrate.js';
+export {
+  configureLockConnections,
+  closeLockConnections,
+  lockConnectionStats,
+  type LockConnectionOptions,
+  type LockConnectionStats,
+} from './lock-connections.js';

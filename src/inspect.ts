@@ -63,7 +63,7 @@ export async function inspectLock(
   if (convert !== undefined && typeof convert !== 'function') {
     throw new InvalidOptionError('Option "convert" must be a function.');
   }
-  const driver = detectTarget(target, 'pool');
+  const driver = detectTarget(target);
   const lookUp =
     driver.dialect === 'postgres'
       ? postgresLookUp(

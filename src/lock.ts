@@ -1,13 +1,9 @@
+import type { ConnectionStrategy, Hold, ReleaseOutcome } from './connections/strategy.js';
 import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
-import { borrowConnection } from './borrow.js';
-import type { ConnectionLease, Driver } from './drivers/types.js';
-import { startKeepalive } from './keepalive.js';
 import {
   databaseError,
   DlockError,
-  InvalidOptionError,
   LockAlreadyHeldError,
-  LockDeadlockError,
   LockLostError,
   LockNotHeldError,
 } from './errors.js';
@@ -15,16 +11,9 @@ import { parseWait, type AcquireOptions } from './options.js';
 
 type State = 'idle' | 'acquiring' | 'held' | 'releasing' | 'lost';
 
-/** What is left of a timed wait once a connection was borrowed; nothing left means one try. */
-function remainingWait(wait: Wait, deadline: number | undefined): Wait {
-  if (wait.kind !== 'timed' || deadline === undefined) return wait;
-  const ms = deadline - performance.now();
-  return ms >= 1 ? { kind: 'timed', ms } : { kind: 'try' };
-}
-
 /** What a lock is built from; `createLock` makes it from the user's target and options. */
 export interface LockParts<Key> {
-  readonly driver: Driver;
+  readonly strategy: ConnectionStrategy;
   readonly dialect: Dialect<Key>;
   readonly key: unknown;
   readonly actualKey: Key;
@@ -47,25 +36,25 @@ export abstract class BaseLock<
   /** The key as the database sees it: an int64 (PostgreSQL) or a lock name (MySQL). */
   readonly actualKey: Key;
 
-  readonly #driver: Driver;
+  readonly #strategy: ConnectionStrategy;
   readonly #dialect: Dialect<Key>;
   readonly #mode: LockMode;
   readonly #onLost: ((error: LockLostError) => void) | undefined;
   readonly #keepalive: number | undefined;
   #state: State = 'idle';
-  #lease: ConnectionLease | undefined;
+  #hold: Hold | undefined;
   #detach: (() => void)[] = [];
   #lost: AbortController | undefined;
   /** The acquire in progress, if any; close() waits for it. */
   #pending: Promise<boolean> | undefined;
-  /** Ends the acquire in progress early (the phase it is in sets it). */
-  #interrupt: ((reason: unknown) => void) | undefined;
-  /** Why close() wants the acquire in progress to end, once it asked. */
-  #closing: unknown;
+  /** Aborts the acquire in progress: the caller's signal, or close(). */
+  #stop: AbortController | undefined;
+  /** Kept here so that a connection shared with other locks need only keep it weakly. */
+  readonly #onConnectionLost = (cause: unknown) => this.#markLost(cause);
 
   /** @internal Use {@link createLock}. */
   protected constructor(parts: LockParts<Key>) {
-    this.#driver = parts.driver;
+    this.#strategy = parts.strategy;
     this.#dialect = parts.dialect;
     this.#mode = parts.mode;
     this.#onLost = parts.onLost;
@@ -132,114 +121,55 @@ export abstract class BaseLock<
     }
     signal?.throwIfAborted();
     this.#state = 'acquiring';
-    const pending = this.#acquire(wait, signal);
+    const stop = new AbortController();
+    this.#stop = stop;
+    const onAbort = () => stop.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const pending = this.#acquire(wait, stop.signal);
     this.#pending = pending;
     try {
       return await pending;
     } finally {
+      signal?.removeEventListener('abort', onAbort);
       this.#pending = undefined;
-      this.#interrupt = undefined;
-      this.#closing = undefined;
+      this.#stop = undefined;
     }
   }
 
-  async #acquire(wait: Wait, signal?: AbortSignal): Promise<boolean> {
-    const deadline = wait.kind === 'timed' ? performance.now() + wait.ms : undefined;
-    let lease: ConnectionLease | undefined;
+  async #acquire(wait: Wait, signal: AbortSignal): Promise<boolean> {
+    let hold: Hold | undefined;
     try {
-      lease = await borrowConnection(this.#driver, deadline, signal, (interrupt) => {
-        this.#interrupt = interrupt;
+      hold = await this.#strategy.acquire({
+        dialect: this.#dialect,
+        key: this.actualKey,
+        label: String(this.key),
+        mode: this.#mode,
+        wait,
+        signal,
+        keepalive: this.#keepalive,
+        owner: this,
       });
     } catch (err) {
       this.#state = 'idle';
-      throw err instanceof DlockError || err === signal?.reason
+      throw err instanceof DlockError || (signal.aborted && err === signal.reason)
         ? err
-        : databaseError('Getting a connection', err);
+        : databaseError('Acquiring the lock', err);
     }
-    if (!lease) {
+    if (!hold) {
       this.#state = 'idle';
       return false;
     }
-    try {
-      return await this.#acquireOn(lease, remainingWait(wait, deadline), signal);
-    } catch (err) {
-      this.#state = 'idle';
-      throw err;
-    }
-  }
-
-  async #acquireOn(lease: ConnectionLease, wait: Wait, signal?: AbortSignal): Promise<boolean> {
-    if (this.#mode.xact && !lease.session.inTransaction()) {
-      await lease.release();
-      throw new InvalidOptionError(
-        `xact: true needs a transaction, but ${this.#driver.description} is not in one: ` +
-          'pass a knex transaction (or a connection inside BEGIN ... COMMIT), or drop xact.',
-      );
-    }
-    if (signal?.aborted || this.#closing !== undefined) {
-      await lease.release();
-      throw signal?.aborted ? signal.reason : this.#closing;
-    }
-    let cancelRequested = false;
-    let cancelReason: unknown;
-    let cancelling: Promise<void> | undefined;
-    const cancel = (reason: unknown) => {
-      if (cancelRequested) return;
-      cancelRequested = true;
-      cancelReason = reason;
-      // A try returns at once by itself. Errors are ignored: if the cancel fails, the wait
-      // simply ends on its own terms.
-      if (wait.kind !== 'try') cancelling = lease.session.cancel().catch(() => undefined);
-    };
-    const onAbort = () => cancel(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    this.#interrupt = cancel;
-    let acquired: boolean;
-    try {
-      acquired = await this.#dialect.acquire(
-        lease.session,
-        this.actualKey,
-        this.#mode,
-        wait,
-        () => cancelRequested,
-      );
-    } catch (err) {
-      await cancelling;
-      // A deadlock victim holds nothing; after any other failure the state is unknown.
-      if (err instanceof LockDeadlockError) await lease.release();
-      else await lease.destroy();
-      if (cancelRequested) throw cancelReason;
-      throw err instanceof DlockError ? err : databaseError('Acquiring the lock', err);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    // The cancel must land before anything else runs on this connection.
-    await cancelling;
-    if (cancelRequested) {
-      if (acquired) await this.#unlockOrDestroy(lease);
-      else await lease.release();
-      throw cancelReason;
-    }
-    if (!acquired) {
-      await lease.release();
-      this.#state = 'idle';
-      return false;
-    }
-    this.#hold(lease);
+    this.#held(hold);
     return true;
   }
 
-  #hold(lease: ConnectionLease): void {
-    this.#lease = lease;
+  #held(hold: Hold): void {
+    this.#hold = hold;
     this.#state = 'held';
     this.#lost = undefined;
-    this.#detach = [lease.watch((cause) => this.#markLost(cause))];
-    const ending = lease.onTransactionEnding?.(() => this.#onTransactionEnding());
+    this.#detach = [hold.watch(this.#onConnectionLost)];
+    const ending = hold.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);
-    if (this.#keepalive !== undefined) {
-      const every = this.#keepalive;
-      this.#detach.push(startKeepalive(lease.session, every, (cause) => this.#markLost(cause)));
-    }
   }
 
   /**
@@ -255,7 +185,7 @@ export abstract class BaseLock<
           'check lock.signal while holding a lock, and acquire it again if needed.',
       );
     }
-    if (state !== 'held' || !this.#lease) {
+    if (state !== 'held' || !this.#hold) {
       throw new LockNotHeldError(
         'release() was called on a lock that is not held: acquire it first, or use close(), ' +
           'which does nothing when the lock is not held.',
@@ -268,29 +198,27 @@ export abstract class BaseLock<
       );
       return;
     }
-    await this.#release(this.#lease);
+    await this.#release(this.#hold);
   }
 
-  async #release(lease: ConnectionLease): Promise<void> {
+  async #release(hold: Hold): Promise<void> {
     this.#state = 'releasing';
-    let released: boolean;
+    let outcome: ReleaseOutcome;
     try {
-      released = await this.#dialect.release(lease.session, this.actualKey, this.#mode);
+      outcome = await hold.release();
     } catch (err) {
       if ((this.#state as State) === 'lost') {
         throw new LockLostError('The lock was lost while it was being released.', { cause: err });
       }
-      // A pooled connection is destroyed, which frees the lock; a caller's stays held.
-      if (await lease.destroy()) {
-        this.#finish();
-        return;
-      }
+      // The caller's connection failed the unlock: the lock is still held.
       this.#state = 'held';
-      throw databaseError('Releasing the lock', err);
+      throw err;
+    }
+    if (outcome === 'closed' && (this.#state as State) === 'lost') {
+      throw new LockLostError('The lock was lost while it was being released.');
     }
     this.#finish();
-    await lease.release();
-    if (!released) {
+    if (outcome === 'not-held') {
       throw new LockNotHeldError(
         'The database did not hold this lock any more (something else released it, e.g. ' +
           'pg_advisory_unlock_all() or RELEASE_ALL_LOCKS() on the same connection).',
@@ -309,8 +237,7 @@ export abstract class BaseLock<
       const reason = new LockNotHeldError(
         'close() was called while acquire() was waiting, so the lock was not taken.',
       );
-      this.#closing = reason;
-      this.#interrupt?.(reason);
+      this.#stop?.abort(reason);
       await this.#pending.catch(() => undefined);
       return this.close();
     }
@@ -318,8 +245,8 @@ export abstract class BaseLock<
       this.#state = 'idle';
       return;
     }
-    if (state !== 'held' || !this.#lease || this.#mode.xact) return;
-    await this.#release(this.#lease);
+    if (state !== 'held' || !this.#hold || this.#mode.xact) return;
+    await this.#release(this.#hold);
   }
 
   /** Same as {@link BaseLock.close}, so that `await using lock = createLock(...)` works. */
@@ -327,22 +254,12 @@ export abstract class BaseLock<
     return this.close();
   }
 
-  async #unlockOrDestroy(lease: ConnectionLease): Promise<void> {
-    try {
-      await this.#dialect.release(lease.session, this.actualKey, this.#mode);
-    } catch {
-      await lease.destroy();
-      return;
-    }
-    await lease.release();
-  }
-
   /** The state, after noticing that a transaction-level lock's transaction has ended. */
   #current(): State {
-    if (this.#state === 'held' && this.#mode.xact && !this.#lease?.session.inTransaction()) {
-      const lease = this.#lease;
+    if (this.#state === 'held' && this.#mode.xact && !this.#hold?.session.inTransaction()) {
+      const hold = this.#hold;
       this.#finish();
-      void lease?.release();
+      hold?.forget();
     }
     return this.#state;
   }
@@ -350,13 +267,13 @@ export abstract class BaseLock<
   #finish(): void {
     for (const detach of this.#detach) detach();
     this.#detach = [];
-    this.#lease = undefined;
+    this.#hold = undefined;
     this.#state = 'idle';
   }
 
   #markLost(cause: unknown): void {
     if (this.#state !== 'held' && this.#state !== 'releasing') return;
-    const lease = this.#lease;
+    const hold = this.#hold;
     const error = new LockLostError(
       `The lock on ${String(this.key)} was lost: its connection ended or failed. ` +
         'Stop the work it guards; acquire the lock again to continue.',
@@ -364,21 +281,21 @@ export abstract class BaseLock<
     );
     this.#finish();
     this.#state = 'lost';
-    void lease?.destroy();
+    hold?.discard();
     this.#lost ??= new AbortController();
     this.#lost.abort(error);
     this.#onLost?.(error);
   }
 
   #onTransactionEnding(): void {
-    const lease = this.#lease;
-    if (this.#state !== 'held' || this.#mode.xact || !lease) return;
+    const hold = this.#hold;
+    if (this.#state !== 'held' || this.#mode.xact || !hold) return;
     process.emitWarning(
       'A session-level lock was still held when its transaction ended; it was released so ' +
         'that the connection goes back to the pool clean. Release locks before the transaction ends.',
       { code: 'DLOCK_RELEASED_AT_TRANSACTION_END' },
     );
     // The unlock is queued now, ahead of the COMMIT or ROLLBACK that is about to be sent.
-    this.#release(lease).catch(() => undefined);
+    this.#release(hold).catch(() => undefined);
   }
 }

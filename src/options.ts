@@ -1,3 +1,4 @@
+import type { ConnectionMode } from './connections/registry.js';
 import type { Wait } from './dialects/dialect.js';
 import { InvalidOptionError, type LockLostError } from './errors.js';
 import { describe, type LockKey } from './keys.js';
@@ -31,12 +32,14 @@ export interface LockOptions<K = LockKey> {
    */
   convert?: (key: K) => bigint | string;
   /**
-   * For pool targets (knex instance, pg.Pool, mysql2 pool): `'pool'` borrows a pooled connection
-   * for the wait and the hold; `'dedicated'` opens a connection of its own from the pool's
-   * settings, so that waiting locks never take connections the application needs. Default
-   * `'pool'`.
+   * For pool targets (knex instance, pg.Pool, mysql2 pool), where the lock's connection comes
+   * from. `'multiplexed'` (the default): a few connections of the library's own, opened from
+   * the target's settings and shared by all its locks (see `configureLockConnections`), so
+   * that locks never take connections the application needs. `'pool'`: a connection borrowed
+   * from the application's pool for the wait and the hold. `'dedicated'`: a connection opened
+   * for this lock and closed after it.
    */
-  connection?: 'pool' | 'dedicated';
+  connection?: ConnectionMode;
   /** Called once, with an `ERR_DLOCK_LOST` error, if the held lock's connection dies. */
   onLost?: (error: LockLostError) => void;
   /**
@@ -49,6 +52,8 @@ export interface LockOptions<K = LockKey> {
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+const CONNECTION_MODES: readonly ConnectionMode[] = ['multiplexed', 'pool', 'dedicated'];
 
 const LOCK_OPTION_NAMES = new Set([
   'shared',
@@ -96,9 +101,10 @@ export function checkLockOptions(options: LockOptions<never>): void {
       `Option "keepalive" must be a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
     );
   }
-  if (options.connection !== undefined && !['pool', 'dedicated'].includes(options.connection)) {
+  if (options.connection !== undefined && !CONNECTION_MODES.includes(options.connection)) {
     throw new InvalidOptionError(
-      `Option "connection" must be 'pool' or 'dedicated', got ${describe(options.connection)}.`,
+      `Option "connection" must be one of ${CONNECTION_MODES.map((m) => `'${m}'`).join(', ')}, ` +
+        `got ${describe(options.connection)}.`,
     );
   }
 }

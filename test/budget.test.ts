@@ -147,7 +147,7 @@ describe('traffic counter', function () {
 });
 
 /** Opens targets and locks for one test and closes them after it, checking nothing stays held. */
-function testScope(dialect: DialectName) {
+function testScope(dialect: DialectName, defaults: LockOptions = {}) {
   let inspector: LockInspector;
   const closers: (() => Promise<void>)[] = [];
   const locks: BaseLock[] = [];
@@ -177,17 +177,28 @@ function testScope(dialect: DialectName) {
       return opened.target;
     },
     lock(target: object, key: string, options?: LockOptions): BaseLock {
-      const lock = createLock(target, key, options);
+      const lock = createLock(target, key, { ...defaults, ...options });
       locks.push(lock);
       return lock;
     },
   };
 }
 
-for (const kind of TARGET_KINDS) {
-  describe(`round-trip budget on ${kind.name}`, function () {
+/** Pools are measured in both connection modes that share or reuse connections. */
+const BUDGET_CASES = TARGET_KINDS.flatMap<{
+  kind: TargetKind;
+  connection: 'multiplexed' | 'pool' | undefined;
+}>((kind) =>
+  kind.pooled
+    ? (['multiplexed', 'pool'] as const).map((connection) => ({ kind, connection }))
+    : [{ kind, connection: undefined }],
+);
+
+for (const { kind, connection } of BUDGET_CASES) {
+  const name = connection ? `${kind.name}, connection: '${connection}'` : kind.name;
+  describe(`round-trip budget on ${name}`, function () {
     this.timeout(20_000);
-    const scope = testScope(kind.dialect);
+    const scope = testScope(kind.dialect, connection ? { connection } : {});
     let target: object;
     let counter: TrafficCounter;
 

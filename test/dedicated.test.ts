@@ -32,7 +32,10 @@ describe('connection: "dedicated"', () => {
     const key = uniqueKey();
     const holder = createLock(holderClient, key);
     await holder.acquire();
-    const waiters = [createLock(knex, key), createLock(knex, key)];
+    const waiters = [
+      createLock(knex, key, { connection: 'pool' }),
+      createLock(knex, key, { connection: 'pool' }),
+    ];
     const waiting = waiters.map((lock) => lock.acquire({ timeout: 1_500 }));
     await sleep(100);
     let appError: unknown;

@@ -1,4 +1,7 @@
-/** A lock waiting for a pool connection obeys its timeout and signal like a lock wait does. */
+/**
+ * With `connection: 'pool'`, a lock waiting for a pool connection obeys its timeout and signal
+ * like a lock wait does.
+ */
 import { expect } from 'chai';
 import knexFactory from 'knex';
 import mysql from 'mysql2';
@@ -7,6 +10,8 @@ import { createLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { sleep } from './support/expect.js';
 import { uniqueKey } from './support/targets.js';
+
+const POOL = { connection: 'pool' } as const;
 
 interface OnePool {
   readonly name: string;
@@ -62,10 +67,10 @@ for (const kind of POOLS_OF_ONE) {
     it('a timed acquire resolves false on time while the only connection is busy', async () => {
       const pool = await kind.open();
       try {
-        const busy = createLock(pool.target, uniqueKey());
+        const busy = createLock(pool.target, uniqueKey(), POOL);
         await busy.acquire();
         const started = performance.now();
-        expect(await createLock(pool.target, uniqueKey()).acquire({ timeout: 300 })).to.equal(
+        expect(await createLock(pool.target, uniqueKey(), POOL).acquire({ timeout: 300 })).to.equal(
           false,
         );
         expect(performance.now() - started).to.be.within(290, 600);
@@ -80,9 +85,9 @@ for (const kind of POOLS_OF_ONE) {
     it('close() while waiting for a connection cancels the acquire and leaks nothing', async () => {
       const pool = await kind.open();
       try {
-        const busy = createLock(pool.target, uniqueKey());
+        const busy = createLock(pool.target, uniqueKey(), POOL);
         await busy.acquire();
-        const waiter = createLock(pool.target, uniqueKey());
+        const waiter = createLock(pool.target, uniqueKey(), POOL);
         const waiting = waiter.acquire();
         await sleep(50);
         await waiter.close();
@@ -100,10 +105,12 @@ for (const kind of POOLS_OF_ONE) {
     it('an abort while waiting for a connection rejects at once and leaks nothing', async () => {
       const pool = await kind.open();
       try {
-        const busy = createLock(pool.target, uniqueKey());
+        const busy = createLock(pool.target, uniqueKey(), POOL);
         await busy.acquire();
         const controller = new AbortController();
-        const waiting = createLock(pool.target, uniqueKey()).acquire({ signal: controller.signal });
+        const waiting = createLock(pool.target, uniqueKey(), POOL).acquire({
+          signal: controller.signal,
+        });
         await sleep(50);
         const reason = new Error('give up');
         controller.abort(reason);

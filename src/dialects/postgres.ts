@@ -1,4 +1,4 @@
-import { databaseError, LockDeadlockError } from '../errors.js';
+import { databaseError, LockDeadlockError, LockTableFullError } from '../errors.js';
 import type { Row, SqlSession } from '../drivers/types.js';
 import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../keys.js';
 import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from './dialect.js';
@@ -18,6 +18,7 @@ const QUERY_CANCELED = '57014';
 const DEADLOCK = '40P01';
 const UNDEFINED_FUNCTION = '42883';
 const INVALID_SCHEMA = '3F000';
+const OUT_OF_SHARED_MEMORY = '53200';
 /** Why a session cannot create a pg_temp function: no TEMP privilege, or a read-only standby. */
 const CANNOT_CREATE = new Set(['42501', '25006']);
 
@@ -34,6 +35,21 @@ function deadlock(cause?: unknown): LockDeadlockError {
     'PostgreSQL detected a deadlock between lock waits and failed this one: take locks in the ' +
       'same order everywhere, then retry.',
     { cause },
+  );
+}
+
+/**
+ * What a failed advisory-lock statement means: a full lock table is a typed error of its own,
+ * anything unexpected a database error.
+ */
+function acquireError(err: unknown): Error {
+  if (errorCode(err) !== OUT_OF_SHARED_MEMORY)
+    return databaseError('Acquiring the advisory lock', err);
+  return new LockTableFullError(
+    "PostgreSQL's lock table is full (out of shared memory): all sessions together hold as many " +
+      'locks as max_locks_per_transaction × (max_connections + max_prepared_transactions) allows. ' +
+      'Release locks, or raise max_locks_per_transaction in postgresql.conf and restart the server.',
+    { cause: err },
   );
 }
 
@@ -72,7 +88,7 @@ async function waitThroughFunction(
       await session.query(undoStrayGrantSql(key, mode));
       return false;
     }
-    throw databaseError('Acquiring the advisory lock', err);
+    throw acquireError(err);
   }
   waitFunction.set(session.connection, 'created');
   const outcome = firstRowValue(results[results.length - 1], 'outcome');
@@ -108,7 +124,7 @@ async function plainWait(
     // Keep the caller's transaction usable; if even that fails, the first error says more.
     if (inTransaction) await session.query(ROLLBACK_SAVEPOINT).catch(() => undefined);
     if (code === DEADLOCK) throw deadlock(err);
-    throw databaseError('Acquiring the advisory lock', err);
+    throw acquireError(err);
   }
 }
 
@@ -124,9 +140,9 @@ export const postgresDialect: Dialect<bigint> = {
 
   async acquire(session, key, mode, wait, cancelled) {
     if (wait.kind === 'try') {
-      const results = await session.query(`SELECT ${functionName(mode, 'try')}($1) AS acquired`, [
-        key,
-      ]);
+      const results = await session
+        .query(`SELECT ${functionName(mode, 'try')}($1) AS acquired`, [key])
+        .catch((err: unknown) => Promise.reject(acquireError(err)));
       return firstRowValue(results[0], 'acquired') === true;
     }
     const inTransaction = session.inTransaction();

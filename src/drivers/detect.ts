@@ -16,7 +16,7 @@ const SUPPORTED =
   'PoolClient or Pool, or a mysql2 connection or pool (callback or promise API)';
 
 /** Finds out what `target` is by looking at it; throws ERR_DLOCK_UNSUPPORTED_TARGET. */
-export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'): Driver {
+export function detectTarget(target: unknown): Driver {
   if (isKnex(target)) {
     const driverName = supportedKnexDriver(target);
     if (!driverName) {
@@ -30,19 +30,19 @@ export function detectTarget(target: unknown, connection: 'pool' | 'dedicated'):
     if (target.isTransaction) {
       return knexTransactionDriver(target, driverName);
     }
-    return knexDriver(target, driverName, connection);
+    return knexDriver(target, driverName);
   }
   const callbackMysql = unwrapMysqlPromise(target);
   const flavour = callbackMysql ? 'mysql2/promise' : 'mysql2';
   const mysqlTarget = callbackMysql ?? target;
   if (isPgPool(target)) {
-    return pgPoolDriver(target, connection);
+    return pgPoolDriver(target);
   }
   if (isPgClient(target)) {
     return pgClientDriver(target);
   }
   if (isMysqlPool(mysqlTarget)) {
-    return mysqlPoolDriver(mysqlTarget, flavour, connection);
+    return mysqlPoolDriver(mysqlTarget, flavour);
   }
   if (isMysqlConnection(mysqlTarget)) {
     return mysqlConnectionDriver(mysqlTarget, flavour);

@@ -1,8 +1,9 @@
 import { InvalidOptionError } from '../errors.js';
-import type { ConnectionLease, Driver } from './types.js';
-import { pgLease, type PgClientLike } from './pg.js';
-import { mysqlLease, type MysqlConnectionLike } from './mysql2.js';
+import type { ConnectionLease, ConnectionSettings, Driver } from './types.js';
+import { openedPgLease, pgLease, pgSettings, type PgClientLike } from './pg.js';
+import { mysqlLease, openedMysqlLease, type MysqlConnectionLike } from './mysql2.js';
 import { CALLER_OWNED, type GiveBack } from './lease.js';
+import { runBefore } from './run-before.js';
 
 /** The parts of `knex.client` the library uses. */
 interface KnexClientLike {
@@ -11,6 +12,8 @@ interface KnexClientLike {
   releaseConnection(connection: unknown): Promise<unknown>;
   acquireRawConnection(): Promise<unknown>;
   destroyRawConnection(connection: unknown): Promise<unknown>;
+  /** The driver module knex loaded (pg, pg.native, mysql, mysql2). */
+  readonly driver?: unknown;
 }
 
 /** A knex instance or transaction, as far as the library looks at it. */
@@ -93,6 +96,7 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
     dialect: KNEX_DRIVERS[driverName],
     description: `a knex transaction (${driverName})`,
     pooled: false,
+    identity: trx,
     async lease(): Promise<ConnectionLease> {
       // A finished transaction's connection is back in the pool, maybe someone else's now.
       if (trx.isCompleted?.()) {
@@ -111,36 +115,17 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
 }
 
 /**
- * A knex instance: a lock borrows a pooled connection for its wait and hold, or opens a
- * dedicated one from the same settings. A connection that may still hold a lock is closed and
- * marked so that knex's pool discards it instead of handing it out again.
+ * A knex instance: borrows pooled connections, or opens connections of the library's own through
+ * knex's client. A borrowed connection that may still hold a lock is closed and marked so that
+ * knex's pool discards it instead of handing it out again.
  */
-export function knexDriver(
-  knex: KnexLike,
-  driverName: KnexDriverName,
-  connection: 'pool' | 'dedicated',
-): Driver {
+export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
   const client = knex.client;
-  if (connection === 'dedicated') {
-    return {
-      dialect: KNEX_DRIVERS[driverName],
-      description: `a knex instance (${driverName}, dedicated connections)`,
-      pooled: true,
-      async lease() {
-        const raw = await client.acquireRawConnection();
-        const close = async () =>
-          void (await client.destroyRawConnection(raw).catch(() => undefined));
-        return leaseFor(driverName, raw, {
-          release: close,
-          destroy: async () => (await close(), true),
-        });
-      },
-    };
-  }
   return {
     dialect: KNEX_DRIVERS[driverName],
     description: `a knex instance (${driverName})`,
     pooled: true,
+    identity: client,
     async lease() {
       const raw = await client.acquireConnection();
       return leaseFor(driverName, raw, {
@@ -154,5 +139,31 @@ export function knexDriver(
         },
       });
     },
+    async open(settings) {
+      if (settings !== undefined) return openWithSettings(client, driverName, settings);
+      const raw = await client.acquireRawConnection();
+      const close = async () =>
+        void (await client.destroyRawConnection(raw).catch(() => undefined));
+      return leaseFor(driverName, raw, {
+        release: close,
+        destroy: async () => (await close(), true),
+      });
+    },
+    // knex.destroy() calls client.destroy().
+    whenEnding: (onEnding) => runBefore(client, 'destroy', onEnding),
   };
+}
+
+/** A connection to another address than knex's, opened with the driver module knex loaded. */
+function openWithSettings(
+  client: KnexClientLike,
+  driverName: KnexDriverName,
+  settings: ConnectionSettings,
+): Promise<ConnectionLease> {
+  if (KNEX_DRIVERS[driverName] === 'postgres') {
+    const pg = client.driver as { Client: new (config: object) => PgClientLike };
+    return openedPgLease(new pg.Client(pgSettings(settings)));
+  }
+  const mysql = client.driver as { createConnection(settings: unknown): MysqlConnectionLike };
+  return openedMysqlLease(mysql.createConnection(settings));
 }

@@ -14,6 +14,11 @@ export const CALLER_OWNED: GiveBack = {
   destroy: async () => false,
 };
 
+/** The socket under a connection, where the driver exposes it (pg's native client does not). */
+export interface SocketLike {
+  destroy(): void;
+}
+
 /**
  * A lease over one connection. A connection that failed, ended or was destroyed keeps a no-op
  * 'error' listener: its last errors can arrive after the lease ends, when nobody else listens.
@@ -26,7 +31,7 @@ class Lease implements ConnectionLease {
     readonly connection: ConnectionEmitter,
     readonly session: SqlSession,
     readonly giveBack: GiveBack,
-    readonly closeSocket: () => void,
+    readonly socket: () => SocketLike | undefined,
   ) {
     this.#events = ConnectionEvents.take(connection);
   }
@@ -52,7 +57,7 @@ class Lease implements ConnectionLease {
     }
     const destroying = this.giveBack.destroy();
     // A graceful close waits for a server that may never answer (a partition): cut it short.
-    if (this.giveBack !== CALLER_OWNED) this.closeSocket();
+    if (this.giveBack !== CALLER_OWNED) this.socket()?.destroy();
     const destroyed = await destroying;
     events.letGo();
     if (destroyed || events.lost) this.connection.on('error', () => undefined);
@@ -64,7 +69,7 @@ export function leaseConnection(
   connection: ConnectionEmitter,
   session: SqlSession,
   giveBack: GiveBack,
-  closeSocket: () => void,
+  socket: () => SocketLike | undefined,
 ): ConnectionLease {
-  return new Lease(connection, session, giveBack, closeSocket);
+  return new Lease(connection, session, giveBack, socket);
 }

@@ -1,7 +1,8 @@
-import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
+import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
 import { perConnection } from './per-connection.js';
+import { runBefore } from './run-before.js';
 
 type QueryCallback = (err: Error | null, rows?: unknown) => void;
 
@@ -138,9 +139,17 @@ async function openConnection(
 }
 
 export function mysqlLease(connection: MysqlConnectionLike, giveBack: GiveBack): ConnectionLease {
-  return leaseConnection(connection, mysqlSession(connection), giveBack, () =>
-    connection.destroy(),
+  return leaseConnection(connection, mysqlSession(connection), giveBack, () => connection);
+}
+
+/** Connects `connection` and lends it as a connection of the library's own: releasing closes it. */
+export async function openedMysqlLease(connection: MysqlConnectionLike): Promise<ConnectionLease> {
+  connection.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) =>
+    connection.connect((err) => (err ? reject(err) : resolve())),
   );
+  const close = async () => connection.destroy();
+  return mysqlLease(connection, { release: close, destroy: async () => (close(), true) });
 }
 
 /** A connection the caller owns (callback or promise flavour): never released or closed. */
@@ -149,35 +158,18 @@ export function mysqlConnectionDriver(connection: MysqlConnectionLike, flavour: 
     dialect: 'mysql',
     description: `a ${flavour} connection`,
     pooled: false,
+    identity: connection,
     lease: async () => mysqlLease(connection, CALLER_OWNED),
   };
 }
 
-/** A mysql2 pool (callback or promise flavour): each lock borrows a connection for its hold. */
-export function mysqlPoolDriver(
-  pool: MysqlPoolLike,
-  flavour: string,
-  connection: 'pool' | 'dedicated',
-): Driver {
-  if (connection === 'dedicated') {
-    return {
-      dialect: 'mysql',
-      description: `a ${flavour} pool (dedicated connections)`,
-      pooled: true,
-      async lease() {
-        const conn = await openConnection(pool.config.connectionConfig);
-        await new Promise<void>((resolve, reject) =>
-          conn.connect((err) => (err ? reject(err) : resolve())),
-        );
-        const close = async () => conn.destroy();
-        return mysqlLease(conn, { release: close, destroy: async () => (close(), true) });
-      },
-    };
-  }
+/** A mysql2 pool (callback or promise flavour): borrows its connections, or opens its own. */
+export function mysqlPoolDriver(pool: MysqlPoolLike, flavour: string): Driver {
   return {
     dialect: 'mysql',
     description: `a ${flavour} pool`,
     pooled: true,
+    identity: pool,
     async lease() {
       const conn = await new Promise<MysqlConnectionLike>((resolve, reject) =>
         pool.getConnection((err, c) => (err ? reject(err) : resolve(c))),
@@ -187,5 +179,16 @@ export function mysqlPoolDriver(
         destroy: async () => (conn.destroy(), true),
       });
     },
+    async open(settings?: ConnectionSettings) {
+      if (settings === undefined) {
+        return openedMysqlLease(await openConnection(pool.config.connectionConfig));
+      }
+      const mysql2 = (await import('mysql2')) as unknown as {
+        createConnection(settings: ConnectionSettings): MysqlConnectionLike;
+      };
+      return openedMysqlLease(mysql2.createConnection(settings));
+    },
+    // The promise pool's end() calls the callback pool's.
+    whenEnding: (onEnding) => runBefore(pool, 'end', onEnding),
   };
 }

@@ -1,7 +1,8 @@
-import type { ConnectionLease, Driver, Row, SqlSession } from './types.js';
+import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
-import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
+import { CALLER_OWNED, leaseConnection, type GiveBack, type SocketLike } from './lease.js';
 import { perConnection } from './per-connection.js';
+import { runBefore } from './run-before.js';
 
 interface PgResult {
   rows: Row[];
@@ -54,13 +55,26 @@ function rowsOf(result: PgResult | PgResult[]): Row[][] {
   return Array.isArray(result) ? result.map((r) => r.rows ?? []) : [result.rows ?? []];
 }
 
-/** Runs statements on one pg client; the query is handed to the client synchronously. */
+/**
+ * Runs statements on one pg client. A statement is handed to the client at once when none of
+ * the session's is running (so that a cancel finds it on the server), else queued behind them:
+ * several locks share one connection, and pg deprecates calling query() while a query runs.
+ */
 class PgSession implements SqlSession {
+  #running = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+
   constructor(readonly connection: PgClientLike) {}
 
   query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
     const client = this.connection;
-    return (params ? client.query(sql, params as unknown[]) : client.query(sql)).then(rowsOf);
+    const send = () =>
+      (params ? client.query(sql, params as unknown[]) : client.query(sql)).then(rowsOf);
+    const result = this.#running === 0 ? send() : this.#tail.then(send);
+    this.#running += 1;
+    const done = () => void (this.#running -= 1);
+    this.#tail = result.then(done, done);
+    return result;
   }
 
   inTransaction(): boolean {
@@ -75,7 +89,7 @@ class PgSession implements SqlSession {
   }
 
   async ping(): Promise<void> {
-    await this.connection.query('SELECT 1');
+    await this.query('SELECT 1');
   }
 }
 
@@ -105,10 +119,26 @@ async function cancelPgQuery(client: PgClientLike): Promise<void> {
   }
 }
 
+/** The socket of a JavaScript pg client; pg's native client keeps its socket inside libpq. */
+export function pgSocket(client: PgClientLike): SocketLike | undefined {
+  return (client as { connection?: { stream?: SocketLike } }).connection?.stream;
+}
+
 export function pgLease(connection: PgClientLike, giveBack: GiveBack): ConnectionLease {
-  return leaseConnection(connection, pgSession(connection), giveBack, () =>
-    (connection as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy(),
-  );
+  return leaseConnection(connection, pgSession(connection), giveBack, () => pgSocket(connection));
+}
+
+/** A pg config from a URL or a config object. */
+export function pgSettings(settings: ConnectionSettings): object {
+  return typeof settings === 'string' ? { connectionString: settings } : settings;
+}
+
+/** Connects `client` and lends it as a connection of the library's own: releasing closes it. */
+export async function openedPgLease(client: PgClientLike): Promise<ConnectionLease> {
+  client.on('error', () => undefined);
+  await client.connect();
+  const close = async () => void (await client.end().catch(() => undefined));
+  return pgLease(client, { release: close, destroy: async () => (await close(), true) });
 }
 
 /** A pg.Client or PoolClient that the caller owns: the lock runs on it and never closes it. */
@@ -117,30 +147,18 @@ export function pgClientDriver(client: PgClientLike): Driver {
     dialect: 'postgres',
     description: typeof client.release === 'function' ? 'a pg PoolClient' : 'a pg Client',
     pooled: false,
+    identity: client,
     lease: async () => pgLease(client, CALLER_OWNED),
   };
 }
 
-/** A pg.Pool: each lock borrows a client (or opens a dedicated one) for its wait and hold. */
-export function pgPoolDriver(pool: PgPoolLike, connection: 'pool' | 'dedicated'): Driver {
-  if (connection === 'dedicated') {
-    return {
-      dialect: 'postgres',
-      description: 'a pg Pool (dedicated connections)',
-      pooled: true,
-      async lease() {
-        const client = new pool.Client({ ...pool.options });
-        client.on('error', () => undefined);
-        await client.connect();
-        const close = async () => void (await client.end().catch(() => undefined));
-        return pgLease(client, { release: close, destroy: async () => (await close(), true) });
-      },
-    };
-  }
+/** A pg.Pool: borrows its clients, or opens clients of the library's own with its options. */
+export function pgPoolDriver(pool: PgPoolLike): Driver {
   return {
     dialect: 'postgres',
     description: 'a pg Pool',
     pooled: true,
+    identity: pool,
     async lease() {
       const client = await pool.connect();
       return pgLease(client, {
@@ -148,5 +166,8 @@ export function pgPoolDriver(pool: PgPoolLike, connection: 'pool' | 'dedicated')
         destroy: async () => (client.release?.(true), true),
       });
     },
+    open: (settings) =>
+      openedPgLease(new pool.Client(settings ? pgSettings(settings) : { ...pool.options })),
+    whenEnding: (onEnding) => runBefore(pool, 'end', onEnding),
   };
 }

@@ -48,13 +48,36 @@ export interface ConnectionLease {
   onTransactionEnding?(onEnding: () => void): () => void;
 }
 
-/** What `createLock` built from its target: where connections come from, and for which SQL. */
+/**
+ * Where a lock's connection can be driven to, for one target: the driver adapter. It lends the
+ * target's own connection or borrows from its pool, and opens connections of the library's own
+ * from the target's settings; it knows no SQL and no lock.
+ */
 export interface Driver {
   readonly dialect: 'postgres' | 'mysql';
   /** Names the target in messages, e.g. "a knex instance (pg)". */
   readonly description: string;
-  /** Whether leases may have to wait for a connection (a pool) rather than get one at once. */
+  /** Whether the target is a pool (knex instance, pg.Pool, mysql2 pool) rather than a connection. */
   readonly pooled: boolean;
-  /** Lends a connection for one acquire (and the hold that follows). */
+  /**
+   * The object that stands for the target's connection settings: the knex client, the pool.
+   * Per-target state (the lock connections) is kept against it.
+   */
+  readonly identity: object;
+  /** Lends the target's own connection, or borrows one from its pool. */
   lease(): Promise<ConnectionLease>;
+  /**
+   * Opens a connection of the library's own, outside the target's pool, from the target's
+   * settings or from `settings` (a URL or the driver's connection config). Its lease's
+   * `release()` closes it. Pools only.
+   */
+  open?(settings?: ConnectionSettings): Promise<ConnectionLease>;
+  /**
+   * Calls `onEnding` when the application shuts the target's pool down (`knex.destroy()`,
+   * `pool.end()`), just before the pool ends. Pools only.
+   */
+  whenEnding?(onEnding: () => void): void;
 }
+
+/** A connection URL, or a connection config object as the target's driver takes it. */
+export type ConnectionSettings = string | Readonly<Record<string, unknown>>;

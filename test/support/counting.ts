@@ -14,6 +14,7 @@
  * - Connections opened are counted for pools from their creation events.
  */
 import type { Socket } from 'node:net';
+import mysqlCallback from 'mysql2';
 
 export interface TrafficCounts {
   readonly roundTrips: number;
@@ -73,6 +74,7 @@ export class TrafficCounter {
   #connectionsOpened = 0;
   #calls: QueryCall[] = [];
   #watched = new Map<object, Watched>();
+  #counted = new WeakSet<object>();
   #unhooks: (() => void)[] = [];
   #failure: Error | undefined;
 
@@ -147,6 +149,7 @@ export class TrafficCounter {
   watchTarget(target: object): this {
     const knexPool = (target as { client?: { pool?: TarnPool } }).client?.pool;
     if (typeof target === 'function' && knexPool) {
+      this.#watchOpened((target as unknown as { client: object }).client, 'acquireRawConnection');
       const onCreate = (_id: unknown, connection: object) => this.#opened(connection);
       knexPool.on('createSuccess', onCreate);
       this.#unhooks.push(() => knexPool.removeListener('createSuccess', onCreate));
@@ -156,6 +159,7 @@ export class TrafficCounter {
     }
     const pool = unwrapPromise(target) as Partial<PgPool & MysqlPool>;
     if (typeof pool.totalCount === 'number' && typeof pool.connect === 'function') {
+      this.#watchConstructed(pool as { Client: new (...args: never[]) => object });
       const onConnect = (client: object) => this.#opened(client);
       pool.on!('connect', onConnect);
       this.#unhooks.push(() => pool.removeListener!('connect', onConnect));
@@ -163,6 +167,14 @@ export class TrafficCounter {
       return this;
     }
     if (typeof pool.getConnection === 'function') {
+      // Only connections opened with this pool's settings, as the library opens its own.
+      const settings = (pool as { config?: { connectionConfig?: object } }).config
+        ?.connectionConfig;
+      this.#watchOpened(
+        mysqlCallback.Connection.prototype,
+        'connect',
+        (c) => (c as { config?: object }).config === settings,
+      );
       const onConnection = (connection: object) => this.#opened(connection);
       pool.on!('connection', onConnection);
       this.#unhooks.push(() => pool.removeListener!('connection', onConnection));
@@ -181,7 +193,42 @@ export class TrafficCounter {
     this.#watched.clear();
   }
 
+  /**
+   * Connections the library opens beside a pool for its locks: `object[name]` is the method
+   * that opens one (or, for a prototype's `connect`, that connects `this`).
+   */
+  #watchOpened(object: object, name: string, accept = (_c: object) => true): void {
+    const target = object as Record<string, unknown>;
+    const original = target[name] as (...args: unknown[]) => unknown;
+    const opened = (c: unknown) => void (accept(c as object) && this.#opened(c as object));
+    target[name] = function (this: object, ...args: unknown[]) {
+      const result = original.apply(this, args);
+      if (result instanceof Promise) return result.then((c: unknown) => (opened(c), c));
+      opened(this);
+      return result;
+    };
+    this.#unhooks.push(() => (target[name] = original));
+  }
+
+  /** Clients that a pg.Pool's `Client` constructs, as the library does for its lock connections. */
+  #watchConstructed(pool: { Client: new (...args: never[]) => object }): void {
+    const Original = pool.Client;
+    const opened = (client: object) => this.#opened(client);
+    pool.Client = class extends Original {
+      constructor(...args: never[]) {
+        super(...args);
+        // Watched once connected: the start-up exchange is not a statement.
+        (this as unknown as { once(e: string, f: () => void): void }).once('connect', () =>
+          opened(this),
+        );
+      }
+    };
+    this.#unhooks.push(() => (pool.Client = Original));
+  }
+
   #opened(connection: object): void {
+    if (this.#counted.has(connection)) return;
+    this.#counted.add(connection);
     this.#connectionsOpened += 1;
     this.watchConnection(connection);
   }

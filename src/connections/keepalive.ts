@@ -1,4 +1,4 @@
-import type { SqlSession } from './drivers/types.js';
+import type { SqlSession } from '../drivers/types.js';
 
 /**
  * Pings `session` every `every` milliseconds; a ping that fails, or is still unanswered `every`

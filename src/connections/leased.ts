@@ -1,0 +1,112 @@
+import type { ConnectionLease } from '../drivers/types.js';
+import { databaseError, DlockError, InvalidOptionError } from '../errors.js';
+import { acquireOnSession } from './acquire-on-session.js';
+import { waitOrGiveUp } from './give-up.js';
+import { startKeepalive } from './keepalive.js';
+import {
+  deadlineOf,
+  remainingWait,
+  type ConnectionStrategy,
+  type Hold,
+  type LockRequest,
+  type ReleaseOutcome,
+} from './strategy.js';
+
+/**
+ * One connection per lock, leased for the wait and the hold: the caller's own connection or
+ * transaction, a connection borrowed from the application's pool (`connection: 'pool'`), or one
+ * opened for the lock and closed after it (`connection: 'dedicated'`).
+ */
+export function leasedConnections(
+  description: string,
+  lease: () => Promise<ConnectionLease>,
+  waitsForConnection: boolean,
+): ConnectionStrategy {
+  return {
+    async acquire<Key>(request: LockRequest<Key>): Promise<Hold | undefined> {
+      const deadline = deadlineOf(request.wait);
+      const leasing = lease().catch((err: unknown) =>
+        Promise.reject(
+          err instanceof DlockError ? err : databaseError('Getting a connection', err),
+        ),
+      );
+      const leased = waitsForConnection
+        ? await waitOrGiveUp(leasing, deadline, request.signal, (late) => void late.release())
+        : await leasing;
+      if (!leased) return undefined;
+      if (request.mode.xact && !leased.session.inTransaction()) {
+        await leased.release();
+        throw new InvalidOptionError(
+          `xact: true needs a transaction, but ${description} is not in one: ` +
+            'pass a knex transaction (or a connection inside BEGIN ... COMMIT), or drop xact.',
+        );
+      }
+      const wait = remainingWait(request.wait, deadline);
+      const outcome = await acquireOnSession(leased.session, { ...request, wait });
+      switch (outcome.kind) {
+        case 'acquired':
+          return new LeasedHold(leased, request);
+        case 'busy':
+          await leased.release();
+          return undefined;
+        case 'aborted':
+          await (outcome.clean ? leased.release() : leased.destroy());
+          throw outcome.reason;
+        case 'failed':
+          await (outcome.clean ? leased.release() : leased.destroy());
+          throw outcome.error;
+      }
+    },
+  };
+}
+
+/** A lock held on a leased connection, which goes back (or is closed) when the lock is released. */
+class LeasedHold<Key> implements Hold {
+  readonly onTransactionEnding?: (onEnding: () => void) => () => void;
+
+  constructor(
+    readonly lease: ConnectionLease,
+    readonly request: LockRequest<Key>,
+  ) {
+    const ending = lease.onTransactionEnding;
+    if (ending) this.onTransactionEnding = (onEnding) => ending.call(lease, onEnding);
+  }
+
+  get session() {
+    return this.lease.session;
+  }
+
+  async release(): Promise<ReleaseOutcome> {
+    const { dialect, key, mode } = this.request;
+    let released: boolean;
+    try {
+      released = await dialect.release(this.lease.session, key, mode);
+    } catch (err) {
+      // A connection of a pool or of the library's own is closed, which frees the lock; the
+      // caller's stays as it is, and so does the lock.
+      if (await this.lease.destroy()) return 'closed';
+      throw databaseError('Releasing the lock', err);
+    }
+    await this.lease.release();
+    return released ? 'released' : 'not-held';
+  }
+
+  forget(): void {
+    void this.lease.release();
+  }
+
+  discard(): void {
+    void this.lease.destroy();
+  }
+
+  watch(onLost: (cause: unknown) => void): () => void {
+    const unwatch = this.lease.watch(onLost);
+    const every = this.request.keepalive;
+    if (every === undefined) return unwatch;
+    const stopKeepalive = startKeepalive(this.lease.session, every, onLost);
+    return () => {
+      unwatch();
+      stopKeepalive();
+    };
+  }
+}

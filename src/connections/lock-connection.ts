@@ -1,0 +1,206 @@
+import type { Dialect, LockMode } from '../dialects/dialect.js';
+import type { ConnectionLease, SqlSession } from '../drivers/types.js';
+import { startKeepalive } from './keepalive.js';
+import type { Hold, ReleaseOutcome } from './strategy.js';
+
+/** What a lock connection tells the pool of lock connections it belongs to. */
+export interface LockConnectionOwner {
+  /** A statement ended on `connection`, or a hold left it: it may be free now. */
+  changed(connection: LockConnection): void;
+  /** `connection` failed, ended or stopped answering: every hold on it is lost. */
+  failed(connection: LockConnection, cause: unknown): void;
+  /** `hold` no longer holds its lock, whatever the reason. */
+  removed(hold: SharedHold): void;
+}
+
+/**
+ * One connection of the library's own that many locks share: what it holds, how many
+ * statements run on it, whether a blocking wait occupies it. It is checked by keepalive while a
+ * hold asks for it.
+ */
+export class LockConnection {
+  readonly holds = new Set<SharedHold>();
+  /** Whether a blocking wait runs on it: nothing else may run there until it ends. */
+  waiting = false;
+  /** Closed or failed: it takes no more work. */
+  closed = false;
+  /** Since when it is unused, for the idle timeout; undefined while in use. */
+  idleTimer: NodeJS.Timeout | undefined;
+  #running = 0;
+  readonly #keys = new Map<string, number>();
+  /** How many holds ask for each keepalive period. */
+  readonly #keepalives = new Map<number, number>();
+  #keepaliveEvery: number | undefined;
+  #stopKeepalive: (() => void) | undefined;
+
+  constructor(
+    readonly lease: ConnectionLease,
+    readonly owner: LockConnectionOwner,
+  ) {
+    lease.watch((cause) => owner.failed(this, cause));
+  }
+
+  get session(): SqlSession {
+    return this.lease.session;
+  }
+
+  /** Statements reserved or running on it. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Holds nothing, runs nothing, waits for nothing: free for a blocking wait, or to close. */
+  get empty(): boolean {
+    return this.holds.size === 0 && this.#running === 0 && !this.waiting;
+  }
+
+  holdsKey(id: string): boolean {
+    return this.#keys.has(id);
+  }
+
+  /** Reserves the connection for one statement (or one wait). */
+  begin(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.#running += 1;
+  }
+
+  end(): void {
+    this.#running -= 1;
+    this.owner.changed(this);
+  }
+
+  add(hold: SharedHold): void {
+    this.holds.add(hold);
+    this.#keys.set(hold.id, (this.#keys.get(hold.id) ?? 0) + 1);
+    if (hold.keepalive !== undefined) {
+      this.#keepalives.set(hold.keepalive, (this.#keepalives.get(hold.keepalive) ?? 0) + 1);
+      this.#updateKeepalive();
+    }
+  }
+
+  remove(hold: SharedHold): void {
+    if (!this.holds.delete(hold)) return;
+    const left = (this.#keys.get(hold.id) ?? 1) - 1;
+    if (left > 0) this.#keys.set(hold.id, left);
+    else this.#keys.delete(hold.id);
+    if (hold.keepalive !== undefined) {
+      const count = (this.#keepalives.get(hold.keepalive) ?? 1) - 1;
+      if (count > 0) this.#keepalives.set(hold.keepalive, count);
+      else this.#keepalives.delete(hold.keepalive);
+      this.#updateKeepalive();
+    }
+  }
+
+  /** Marks it closed and stops its timers; the owner closes the lease. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.idleTimer);
+    this.#stopKeepalive?.();
+  }
+
+  /** One keepalive per connection, at the shortest period any of its holds asked for. */
+  #updateKeepalive(): void {
+    const every = this.#keepalives.size > 0 ? Math.min(...this.#keepalives.keys()) : undefined;
+    if (every === this.#keepaliveEvery || this.closed) return;
+    this.#stopKeepalive?.();
+    this.#keepaliveEvery = every;
+    this.#stopKeepalive =
+      every === undefined
+        ? undefined
+        : startKeepalive(this.session, every, (cause) => this.owner.failed(this, cause));
+  }
+}
+
+/** What a shared hold needs of its lock's request; it keeps no reference to the lock itself. */
+export interface SharedHoldParts<Key> {
+  readonly dialect: Dialect<Key>;
+  readonly key: Key;
+  readonly label: string;
+  readonly mode: LockMode;
+  readonly keepalive: number | undefined;
+}
+
+/** A lock held on a shared lock connection. */
+export class SharedHold<Key = unknown> implements Hold {
+  /** Whether the database still holds it for this hold. */
+  active = true;
+  readonly dialect: Dialect<Key>;
+  readonly key: Key;
+  readonly label: string;
+  readonly mode: LockMode;
+  readonly keepalive: number | undefined;
+  /** Weak, so that a lock object dropped while holding can be collected and its hold freed. */
+  #onLost: WeakRef<(cause: unknown) => void> | undefined;
+  #lostCause: unknown;
+
+  constructor(
+    readonly connection: LockConnection,
+    readonly id: string,
+    parts: SharedHoldParts<Key>,
+  ) {
+    this.dialect = parts.dialect;
+    this.key = parts.key;
+    this.label = parts.label;
+    this.mode = parts.mode;
+    this.keepalive = parts.keepalive;
+  }
+
+  get session(): SqlSession {
+    return this.connection.session;
+  }
+
+  async release(): Promise<ReleaseOutcome> {
+    const connection = this.connection;
+    if (!this.active) return 'closed';
+    connection.begin();
+    let released: boolean;
+    try {
+      released = await this.dialect.release(connection.session, this.key, this.mode);
+    } catch (err) {
+      // The unlock's fate is unknown: closing the connection frees it (and every other hold).
+      this.#remove();
+      connection.owner.failed(connection, err);
+      connection.end();
+      return 'closed';
+    }
+    this.#remove();
+    connection.end();
+    return released ? 'released' : 'not-held';
+  }
+
+  forget(): void {
+    this.#remove();
+    this.connection.owner.changed(this.connection);
+  }
+
+  discard(): void {
+    if (this.active) this.connection.owner.failed(this.connection, this.#lostCause);
+  }
+
+  watch(onLost: (cause: unknown) => void): () => void {
+    if (!this.active) {
+      queueMicrotask(() => onLost(this.#lostCause));
+      return () => undefined;
+    }
+    this.#onLost = new WeakRef(onLost);
+    return () => (this.#onLost = undefined);
+  }
+
+  /** The connection died: the database dropped this lock. */
+  lost(cause: unknown): void {
+    if (!this.active) return;
+    this.#lostCause = cause;
+    this.#remove();
+    const onLost = this.#onLost?.deref();
+    this.#onLost = undefined;
+    onLost?.(cause);
+  }
+
+  #remove(): void {
+    if (!this.active) return;
+    this.active = false;
+    this.connection.remove(this);
+    this.connection.owner.removed(this);
+  }
+}
