@@ -1,12 +1,19 @@
 /**
- * Random sequences of lock operations against the real databases; after each sequence no
- * connection may be checked out of its pool and no key may still be locked.
+ * Random sequences of lock operations against the real databases, on the library's own lock
+ * connections (the default) and on connections borrowed from the application's pool; after
+ * each sequence no connection may be checked out of the pool, no lock connection may hold,
+ * wait or queue anything, and no key may still be locked.
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
 import type { Knex } from 'knex';
 import type pg from 'pg';
-import { createLock, type BaseLock } from '../src/index.js';
+import {
+  createLock,
+  lockConnectionStats,
+  type BaseLock,
+  type ConnectionMode,
+} from '../src/index.js';
 import { sleep } from './support/expect.js';
 import { openInspector, TARGET_KINDS, uniqueKey, type LockInspector } from './support/targets.js';
 
@@ -20,6 +27,8 @@ type Operation =
   | { op: 'kill'; lock: number };
 
 const LOCKS = 3;
+/** Sequences per target and connection mode. */
+const RUNS = 12;
 const lockIndex = fc.integer({ min: 0, max: LOCKS - 1 });
 const operation: fc.Arbitrary<Operation> = fc.oneof(
   fc.record({ op: fc.constant('try' as const), lock: lockIndex }),
@@ -105,36 +114,71 @@ async function apply(step: Operation, locks: BaseLock[], inspector: LockInspecto
   }
 }
 
-for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
-  describe(`pool hygiene under random operations on ${kind.name}`, () => {
-    let inspector: LockInspector;
-    before(async () => {
-      inspector = await openInspector(kind.dialect);
-    });
-    after(() => inspector.close());
+/** Polls until the target's lock connections run nothing and queue nothing, or 1 s passed. */
+async function lockConnectionsSettled(target: object) {
+  const deadline = performance.now() + 1_000;
+  let stats = lockConnectionStats(target);
+  while ((stats.waiting > 0 || stats.queued > 0) && performance.now() < deadline) {
+    await sleep(5);
+    stats = lockConnectionStats(target);
+  }
+  return stats;
+}
 
-    it('leaves no connection checked out and no lock held after any sequence', async function () {
-      this.timeout(60_000);
-      const opened = await kind.open();
-      try {
-        await fc.assert(
-          fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 8 }), async (steps) => {
-            const key = uniqueKey('property');
-            const locks = Array.from({ length: LOCKS }, () => createLock(opened.target, key));
-            for (const step of steps) await apply(step, locks, inspector);
-            await Promise.all(locks.map((lock) => lock.close()));
-            // A destroyed connection is given back asynchronously; let the pool settle.
-            await sleep(20);
-            expect(checkedOut(opened.target), 'connections still checked out').to.equal(0);
-            expect(await inspector.leftovers(), 'keys still locked').to.deep.equal([]);
-          }),
-          { numRuns: 25, endOnFailure: true },
-        );
-      } finally {
-        const started = performance.now();
-        await opened.close();
-        expect(performance.now() - started, 'the pool took too long to close').to.be.below(2_000);
-      }
+const MODES: readonly { mode: ConnectionMode | undefined; name: string }[] = [
+  { mode: undefined, name: 'lock connections (default)' },
+  { mode: 'pool', name: "connection: 'pool'" },
+];
+
+for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
+  for (const { mode, name } of MODES) {
+    describe(`pool hygiene under random operations on ${kind.name}, ${name}`, () => {
+      let inspector: LockInspector;
+      before(async () => {
+        inspector = await openInspector(kind.dialect);
+      });
+      after(() => inspector.close());
+
+      it('leaves no connection checked out and no lock held after any sequence', async function () {
+        this.timeout(60_000);
+        const opened = await kind.open();
+        const options = mode === undefined ? {} : { connection: mode };
+        try {
+          await fc.assert(
+            fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 8 }), async (steps) => {
+              const key = uniqueKey('property');
+              const locks = Array.from({ length: LOCKS }, () =>
+                createLock(opened.target, key, options),
+              );
+              for (const step of steps) await apply(step, locks, inspector);
+              await Promise.all(locks.map((lock) => lock.close()));
+              // A destroyed connection is given back asynchronously; let the pool settle.
+              await sleep(20);
+              expect(checkedOut(opened.target), 'connections still checked out').to.equal(0);
+              if (mode === undefined) {
+                const stats = await lockConnectionsSettled(opened.target);
+                expect(stats, 'lock connections still busy').to.include({
+                  holds: 0,
+                  waiting: 0,
+                  queued: 0,
+                });
+              }
+              expect(await inspector.leftovers(), 'keys still locked').to.deep.equal([]);
+            }),
+            { numRuns: RUNS, endOnFailure: true },
+          );
+        } finally {
+          const started = performance.now();
+          await opened.close();
+          expect(performance.now() - started, 'the pool took too long to close').to.be.below(2_000);
+        }
+        if (mode === undefined) {
+          expect(
+            lockConnectionStats(opened.target).connections,
+            'lock connections left open',
+          ).to.equal(0);
+        }
+      });
     });
-  });
+  }
 }

@@ -33,10 +33,12 @@ export class KeyQueues {
     return this.#queues.has(id);
   }
 
-  /** Waiters in all queues. */
+  /** Waiters behind the first of their queue, in all queues. */
   get size(): number {
     let size = 0;
-    for (const queue of this.#queues.values()) size += queue.length;
+    for (const queue of this.#queues.values()) {
+      for (const waiter of queue) if (!waiter.head && !waiter.settled) size += 1;
+    }
     return size;
   }
 
