@@ -28,6 +28,8 @@ export class LockConnection {
   idleTimer: NodeJS.Timeout | undefined;
   #running = 0;
   readonly #keys = new Map<string, number>();
+  /** Keys an acquire statement runs for right now: a second one must not stack on it. */
+  readonly #attempts = new Map<string, number>();
   /** How many holds ask for each keepalive period. */
   readonly #keepalives = new Map<number, number>();
   #keepaliveEvery: number | undefined;
@@ -54,8 +56,19 @@ export class LockConnection {
     return this.holds.size === 0 && this.#running === 0 && !this.waiting;
   }
 
+  /** Whether it holds `id`, or an acquire of `id` runs on it. */
   holdsKey(id: string): boolean {
-    return this.#keys.has(id);
+    return this.#keys.has(id) || this.#attempts.has(id);
+  }
+
+  attempting(id: string): void {
+    this.#attempts.set(id, (this.#attempts.get(id) ?? 0) + 1);
+  }
+
+  attempted(id: string): void {
+    const left = this.#attempts.get(id)! - 1;
+    if (left > 0) this.#attempts.set(id, left);
+    else this.#attempts.delete(id);
   }
 
   /** Reserves the connection for one statement (or one wait). */

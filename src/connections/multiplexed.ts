@@ -31,6 +31,14 @@ interface ConnectionRequest {
 }
 
 const TRY: Wait = { kind: 'try' };
+/** Timers take at most 2^31 - 1 ms; an idle timeout that long or longer never closes. */
+const NEVER_MS = 2 ** 31 - 1;
+/**
+ * How often a wait that found every lock connection holding locks, with no room for another,
+ * tries its key on a shared connection while it queues for one that holds nothing.
+ */
+const OVERFLOW_RETRY_MS = 250;
+const RETRY = Symbol('retry');
 
 /**
  * Locks of one target on a few connections of the library's own. A try runs on any connection
@@ -50,6 +58,8 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
   /** Holds in this process, by key id: a try must not stack on a hold of another lock object. */
   readonly #local = new Map<string, { shared: number; exclusive: number }>();
   readonly #abandoned = new FinalizationRegistry<SharedHold>((hold) => this.#reclaim(hold));
+  /** Tries in flight, by key id: a blocking acquire of the same key queues behind them. */
+  readonly #trying = new Map<string, number>();
   #opening = 0;
   /** Connections reserved for or occupied by blocking waits. */
   #waits = 0;
@@ -62,14 +72,19 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
   async acquire<Key>(request: LockRequest<Key>): Promise<Hold | undefined> {
     const id = String(request.key);
     const deadline = deadlineOf(request.wait);
+    const blocking = request.wait.kind !== 'try';
     if (!this.#queues.has(id) && !this.#conflicts(id, request.mode.shared)) {
       // A connection that holds nothing can wait at once: one round trip, whatever the outcome.
-      if (request.wait.kind !== 'try' && this.#freeForWait()) {
+      // A key that this process is trying already is likely contended: queue behind the try.
+      if (blocking && (this.#freeForWait() || this.#trying.has(id))) {
         return this.#queues.enqueue(request, id, deadline);
       }
-      const hold = await this.#attempt(request, id, 'try', deadline);
-      if (hold || request.wait.kind === 'try') return hold;
-    } else if (request.wait.kind === 'try') {
+      // Another lock object's try of this key is on its way: if it wins, this one would lose,
+      // and if it loses, the key is held elsewhere. (Shared tries may both win: they go on.)
+      if (!request.mode.shared && this.#trying.has(id)) return undefined;
+      const hold = await this.#try(request, id, deadline);
+      if (hold || !blocking) return hold;
+    } else if (!blocking) {
       // Held by another lock object of this process, or already waited for here.
       return undefined;
     }
@@ -98,6 +113,7 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
     if (connection.closed) return;
     if (this.#requests.length > 0) this.#serve();
     if (!connection.empty || connection.idleTimer) return;
+    if (this.settings.idleTimeout >= NEVER_MS) return;
     connection.idleTimer = setTimeout(() => {
       if (connection.empty && !connection.closed) void this.#drop(connection);
     }, this.settings.idleTimeout);
@@ -117,6 +133,21 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
     if (local.shared + local.exclusive === 0) this.#local.delete(hold.id);
   }
 
+  async #try<Key>(
+    request: LockRequest<Key>,
+    id: string,
+    deadline: number | undefined,
+  ): Promise<Hold | undefined> {
+    this.#trying.set(id, (this.#trying.get(id) ?? 0) + 1);
+    try {
+      return await this.#attempt(request, id, 'try', deadline);
+    } finally {
+      const left = this.#trying.get(id)! - 1;
+      if (left > 0) this.#trying.set(id, left);
+      else this.#trying.delete(id);
+    }
+  }
+
   #conflicts(id: string, shared: boolean): boolean {
     const local = this.#local.get(id);
     return local !== undefined && (local.exclusive > 0 || (!shared && local.shared > 0));
@@ -129,10 +160,16 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
     purpose: Purpose,
     deadline: number | undefined,
   ): Promise<Hold | undefined> {
-    const connection = await this.#reserve(purpose, id, request.signal, deadline);
-    if (!connection) return undefined;
+    const reserved =
+      purpose === 'wait'
+        ? await this.#roomToWait(request, id, deadline)
+        : await this.#reserve('try', id, request.signal, deadline);
+    if (reserved === undefined || reserved instanceof SharedHold) return reserved;
+    const connection = reserved;
     const wait = purpose === 'try' ? TRY : remainingWait(request.wait, deadline);
+    connection.attempting(id);
     const outcome = await acquireOnSession(connection.session, { ...request, wait });
+    connection.attempted(id);
     if (outcome.kind === 'acquired') {
       const hold = this.#grant(connection, id, request);
       this.#unreserve(connection, purpose);
@@ -142,6 +179,64 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
     else this.failed(connection, outcome.kind === 'failed' ? outcome.error : outcome.reason);
     if (outcome.kind === 'busy') return undefined;
     throw outcome.kind === 'aborted' ? outcome.reason : outcome.error;
+  }
+
+  /**
+   * A connection that holds nothing, for a blocking wait. When every lock connection holds
+   * locks and there is no room for another, the wait queues for one; meanwhile its key may be
+   * freed long before a connection is, so it tries the key on a shared connection every
+   * {@link OVERFLOW_RETRY_MS} and resolves the hold if a try wins.
+   */
+  async #roomToWait<Key>(
+    request: LockRequest<Key>,
+    id: string,
+    deadline: number | undefined,
+  ): Promise<LockConnection | SharedHold | undefined> {
+    const free = this.#reserveFree('wait', id);
+    if (free) return free;
+    if (this.#canOpen('wait')) {
+      return waitOrGiveUp(this.#openFor('wait'), deadline, request.signal, (late) =>
+        this.#unreserve(late, 'wait'),
+      );
+    }
+    let entry: ConnectionRequest | undefined;
+    const queued = new Promise<LockConnection>((resolve, reject) => {
+      entry = { purpose: 'wait', id, resolve, reject };
+      this.#requests.push(entry);
+    });
+    let taken = false;
+    try {
+      for (;;) {
+        let timer: NodeJS.Timeout | undefined;
+        const retry = new Promise<typeof RETRY>((resolve) => {
+          timer = setTimeout(resolve, OVERFLOW_RETRY_MS, RETRY);
+        });
+        const got = await waitOrGiveUp(
+          Promise.race([queued, retry]),
+          deadline,
+          request.signal,
+          () => undefined,
+        ).finally(() => clearTimeout(timer));
+        if (got === undefined) return undefined;
+        if (got !== RETRY) {
+          taken = true;
+          return got;
+        }
+        const hold = await this.#attempt(request, id, 'try', deadline);
+        if (hold) return hold as SharedHold;
+      }
+    } finally {
+      if (!taken) {
+        const index = this.#requests.indexOf(entry!);
+        // Still queued: leave the queue; already served: give the connection back when it comes.
+        if (index >= 0) this.#requests.splice(index, 1);
+        else
+          void queued.then(
+            (late) => this.#unreserve(late, 'wait'),
+            () => undefined,
+          );
+      }
+    }
   }
 
   #grant<Key>(connection: LockConnection, id: string, request: LockRequest<Key>): SharedHold {
@@ -240,7 +335,9 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
 
   #canOpen(purpose: Purpose): boolean {
     if (this.#connections.size + this.#opening >= this.settings.max) return false;
-    return purpose === 'try' || this.#waits < this.#waitCap();
+    // Tries share connections: one being opened will serve them all.
+    if (purpose === 'try') return this.#opening === 0;
+    return this.#waits < this.#waitCap();
   }
 
   /** Opens a connection and reserves it for `purpose` as soon as it is there. */
