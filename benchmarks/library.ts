@@ -4,7 +4,7 @@
  */
 import type * as Library from '../src/index.js';
 
-export type { BaseLock } from '../src/index.js';
+export type { BaseLock, LockOptions } from '../src/index.js';
 
 export const librarySource = process.argv.includes('--source') ? 'src (tsx)' : 'dist/esm';
 
@@ -16,3 +16,6 @@ const library = (await import(specifier).catch((err: unknown) => {
 })) as typeof Library;
 
 export const createLock = library.createLock;
+export const withLock = library.withLock;
+export const lockConnectionStats = library.lockConnectionStats;
+export const closeLockConnections = library.closeLockConnections;

@@ -10,7 +10,10 @@ declare module 'redlock' {
   }
 
   export default class Redlock {
-    constructor(clients: Iterable<Redis>, settings?: { retryCount?: number });
+    constructor(
+      clients: Iterable<Redis>,
+      settings?: { retryCount?: number; retryDelay?: number; retryJitter?: number },
+    );
     acquire(resources: string[], duration: number): Promise<Lock>;
   }
 }

@@ -2,13 +2,18 @@
  * Runs every benchmark question against the local databases, prints one table of medians and
  * ratios, and writes it as JSON to benchmarks/results/latest.json.
  *
- *   npm run bench            # about 3 minutes on 2 cores
+ *   npm run bench            # about 4 minutes on 2 cores
  *   npm run bench -- --quick # under 30 s, fewer samples
  *   npm run bench -- --source # the TypeScript sources through tsx instead of dist/esm
+ *   npm run bench -- --only connections,peers # only these questions (names below, comma-separated)
+ *
+ * Question names, in the order they run: uncontended, timed, handoff, many-waiters, peers,
+ * memory, connections.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import pg from 'pg';
+import { connections } from './connections.js';
 import { handoffLatency } from './handoff.js';
 import { librarySource } from './library.js';
 import { manyWaiters } from './many-waiters.js';
@@ -26,14 +31,33 @@ import {
 import { timed } from './timed.js';
 import { uncontended } from './uncontended.js';
 
-const QUESTIONS: readonly ((ctx: BenchContext) => Promise<void>)[] = [
+/** Every question by its `--only` name, in the order they run. */
+const QUESTIONS: Readonly<Record<string, (ctx: BenchContext) => Promise<void>>> = {
   uncontended,
   timed,
-  handoffLatency,
-  manyWaiters,
+  handoff: handoffLatency,
+  'many-waiters': manyWaiters,
   peers,
   memory,
-];
+  connections,
+};
+
+/** The names of the questions `--only a,b` (or `--only=a,b`) selects, else of all of them. */
+function selectedQuestions(argv: readonly string[]): string[] {
+  const at = argv.findIndex((arg) => arg === '--only' || arg.startsWith('--only='));
+  if (at < 0) return Object.keys(QUESTIONS);
+  const arg = argv[at]!;
+  const list = arg === '--only' ? argv[at + 1] : arg.slice('--only='.length);
+  const names = (list ?? '').split(',').filter((name) => name !== '');
+  const unknown = names.filter((name) => !Object.hasOwn(QUESTIONS, name));
+  if (names.length === 0 || unknown.length > 0) {
+    throw new Error(
+      `--only takes question names separated by commas${unknown.length > 0 ? `, not ${unknown.join(', ')}` : ''}; ` +
+        `the questions are: ${Object.keys(QUESTIONS).join(', ')}.`,
+    );
+  }
+  return Object.keys(QUESTIONS).filter((name) => names.includes(name));
+}
 
 async function serverVersions(ctx: BenchContext): Promise<{ postgres: string; mysql: string }> {
   const client = await pgClient(ctx.pgUrl);
@@ -58,12 +82,23 @@ function verdict(row: ResultRow): string {
 
 /** A Markdown table, so that it can be pasted into the README as it is. */
 export function table(rows: readonly ResultRow[]): string {
-  const header = ['question', 'contender', 'metric', 'median', 'p99', 'unit', 'ratio', 'target'];
+  const header = [
+    'question',
+    'contender',
+    'metric',
+    'median',
+    'min–max',
+    'p99',
+    'unit',
+    'ratio',
+    'target',
+  ];
   const lines = rows.map((row) => [
     row.question,
     row.contender,
     row.metric,
     format(row.median),
+    row.min === undefined || row.max === undefined ? '' : `${format(row.min)}–${format(row.max)}`,
     format(row.p99),
     row.unit,
     row.ratio === undefined ? '' : `${row.ratio.toFixed(2)}×`,
@@ -77,10 +112,11 @@ export function table(rows: readonly ResultRow[]): string {
 
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  const questions = selectedQuestions(process.argv);
   const ctx = await createContext(quick);
   const started = performance.now();
   const versions = await serverVersions(ctx);
-  for (const question of QUESTIONS) await question(ctx);
+  for (const name of questions) await QUESTIONS[name]!(ctx);
   const seconds = (performance.now() - started) / 1000;
   const machine = {
     cpus: os.cpus().length,
@@ -103,7 +139,7 @@ async function main(): Promise<void> {
   const file = new URL('latest.json', results);
   await writeFile(
     file,
-    `${JSON.stringify({ date: new Date().toISOString(), quick, seconds, machine, rows: ctx.rows }, null, 2)}\n`,
+    `${JSON.stringify({ date: new Date().toISOString(), quick, questions, seconds, machine, rows: ctx.rows }, null, 2)}\n`,
   );
   process.stderr.write('Wrote benchmarks/results/latest.json\n');
 }

@@ -13,6 +13,9 @@ export interface ResultRow {
   readonly metric: string;
   readonly unit: string;
   readonly median: number;
+  /** The spread of the samples behind `median`: the lowest and the highest. */
+  readonly min?: number;
+  readonly max?: number;
   readonly p99?: number;
   /** `median` divided by the baseline's median (lower is better unless the unit says /s). */
   readonly ratio?: number;

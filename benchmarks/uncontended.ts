@@ -4,7 +4,7 @@
  * traffic, so the raw contender stays the limit whatever the library sends.
  */
 import knexFactory, { type Knex } from 'knex';
-import { createLock, type BaseLock } from './library.js';
+import { createLock, type BaseLock, type LockOptions } from './library.js';
 import { countTraffic, type QueryCall } from '../test/support/counting.js';
 import {
   benchKey,
@@ -24,6 +24,8 @@ interface Setup {
   readonly name: string;
   /** Whether each lock checks a connection out of a pool, which the pinned raw contender skips. */
   readonly checksOut?: boolean;
+  /** The lock's options: on a pool, where its connection comes from. */
+  readonly lockOptions?: LockOptions;
   /** The lock's target, and a function that lends its (single) connection to the raw contender. */
   open(ctx: BenchContext): Promise<{
     target: object;
@@ -34,10 +36,16 @@ interface Setup {
   }>;
 }
 
+/**
+ * On a knex instance, with `connection: 'pool'`: the lock borrows the pooled connection the raw
+ * contender uses. (The default, multiplexed, runs on lock connections of the library's own; see
+ * connections.ts.)
+ */
 function knexSetup(client: 'pg' | 'mysql2'): Setup {
   return {
-    name: `knex (${client})`,
+    name: `knex (${client}, connection: 'pool')`,
     checksOut: true,
+    lockOptions: { connection: 'pool' },
     async open(ctx) {
       // One pooled connection: the library and the raw contender run on the same one.
       const knex: Knex = knexFactory({
@@ -142,7 +150,7 @@ export async function uncontended(ctx: BenchContext): Promise<void> {
     ctx.log(`${QUESTION}: ${setup.name}`);
     const opened = await setup.open(ctx);
     try {
-      const lock = createLock(opened.target, benchKey('uncontended'));
+      const lock = createLock(opened.target, benchKey('uncontended'), setup.lockOptions);
       // The first cycle connects and warms up; the recorded one is a steady-state cycle.
       await cycle(lock);
       const calls = await recordCycle(opened.countOn ?? opened.target, lock);
