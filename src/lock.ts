@@ -1,3 +1,4 @@
+import { Stop } from './connections/stop.js';
 import type { ConnectionStrategy, Hold, ReleaseOutcome } from './connections/strategy.js';
 import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
 import {
@@ -48,9 +49,9 @@ export abstract class BaseLock<
   /** The acquire in progress, if any; close() waits for it. */
   #pending: Promise<boolean> | undefined;
   /** Aborts the acquire in progress: the caller's signal, or close(). */
-  #stop: AbortController | undefined;
+  #stop: Stop | undefined;
   /** Kept here so that a connection shared with other locks need only keep it weakly. */
-  readonly #onConnectionLost = (cause: unknown) => this.#markLost(cause);
+  #onConnectionLost: ((cause: unknown) => void) | undefined;
 
   /** @internal Use {@link createLock}. */
   protected constructor(parts: LockParts<Key>) {
@@ -121,11 +122,11 @@ export abstract class BaseLock<
     }
     signal?.throwIfAborted();
     this.#state = 'acquiring';
-    const stop = new AbortController();
+    const stop = new Stop();
     this.#stop = stop;
     const onAbort = () => stop.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    const pending = this.#acquire(wait, stop.signal);
+    const pending = this.#acquire(wait, stop);
     this.#pending = pending;
     try {
       return await pending;
@@ -136,7 +137,7 @@ export abstract class BaseLock<
     }
   }
 
-  async #acquire(wait: Wait, signal: AbortSignal): Promise<boolean> {
+  async #acquire(wait: Wait, signal: Stop): Promise<boolean> {
     let hold: Hold | undefined;
     try {
       hold = await this.#strategy.acquire({
@@ -167,6 +168,7 @@ export abstract class BaseLock<
     this.#hold = hold;
     this.#state = 'held';
     this.#lost = undefined;
+    this.#onConnectionLost ??= (cause) => this.#markLost(cause);
     this.#detach = [hold.watch(this.#onConnectionLost)];
     const ending = hold.onTransactionEnding?.(() => this.#onTransactionEnding());
     if (ending) this.#detach.push(ending);

@@ -1,3 +1,5 @@
+import type { StopSignal } from './stop.js';
+
 /**
  * Waits for `pending` (a connection being borrowed or opened) but gives up when `deadline` (a
  * `performance.now()` time) passes — resolving undefined — or when `signal` aborts — rejecting
@@ -6,7 +8,7 @@
 export async function waitOrGiveUp<T>(
   pending: Promise<T>,
   deadline: number | undefined,
-  signal: AbortSignal,
+  signal: StopSignal,
   late: (value: T) => void,
 ): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;

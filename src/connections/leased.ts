@@ -42,7 +42,10 @@ export function leasedConnections(
         );
       }
       const wait = remainingWait(request.wait, deadline);
-      const outcome = await acquireOnSession(leased.session, { ...request, wait });
+      const outcome = await acquireOnSession(
+        leased.session,
+        wait === request.wait ? request : { ...request, wait },
+      );
       switch (outcome.kind) {
         case 'acquired':
           return new LeasedHold(leased, request);
@@ -63,11 +66,20 @@ export function leasedConnections(
 /** A lock held on a leased connection, which goes back (or is closed) when the lock is released. */
 class LeasedHold<Key> implements Hold {
   readonly onTransactionEnding?: (onEnding: () => void) => () => void;
+  readonly dialect: LockRequest<Key>['dialect'];
+  readonly key: Key;
+  readonly mode: LockRequest<Key>['mode'];
+  readonly keepalive: number | undefined;
 
+  /** Keeps what a release needs, not the request: that would keep its signal alive. */
   constructor(
     readonly lease: ConnectionLease,
-    readonly request: LockRequest<Key>,
+    request: LockRequest<Key>,
   ) {
+    this.dialect = request.dialect;
+    this.key = request.key;
+    this.mode = request.mode;
+    this.keepalive = request.keepalive;
     const ending = lease.onTransactionEnding;
     if (ending) this.onTransactionEnding = (onEnding) => ending.call(lease, onEnding);
   }
@@ -77,7 +89,7 @@ class LeasedHold<Key> implements Hold {
   }
 
   async release(): Promise<ReleaseOutcome> {
-    const { dialect, key, mode } = this.request;
+    const { dialect, key, mode } = this;
     let released: boolean;
     try {
       released = await dialect.release(this.lease.session, key, mode);
@@ -101,7 +113,7 @@ class LeasedHold<Key> implements Hold {
 
   watch(onLost: (cause: unknown) => void): () => void {
     const unwatch = this.lease.watch(onLost);
-    const every = this.request.keepalive;
+    const every = this.keepalive;
     if (every === undefined) return unwatch;
     const stopKeepalive = startKeepalive(this.lease.session, every, onLost);
     return () => {

@@ -3,6 +3,7 @@ import type { ConnectionSettings, Driver } from '../drivers/types.js';
 import { databaseError } from '../errors.js';
 import { acquireOnSession } from './acquire-on-session.js';
 import { waitOrGiveUp } from './give-up.js';
+import type { StopSignal } from './stop.js';
 import { KeyQueues } from './key-queues.js';
 import { LockConnection, SharedHold, type LockConnectionOwner } from './lock-connection.js';
 import {
@@ -268,7 +269,7 @@ export class MultiplexedConnections implements ConnectionStrategy, LockConnectio
   async #reserve(
     purpose: Purpose,
     id: string,
-    signal: AbortSignal,
+    signal: StopSignal,
     deadline: number | undefined,
   ): Promise<LockConnection | undefined> {
     const free = this.#reserveFree(purpose, id);

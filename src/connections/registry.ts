@@ -33,16 +33,27 @@ export function existingLockConnections(driver: Driver): MultiplexedConnections 
   return multiplexed.get(driver.identity);
 }
 
+/** The leased strategies of each target, made once: a lock is created far more often. */
+const leased = new WeakMap<object, Partial<Record<ConnectionMode, ConnectionStrategy>>>();
+
 /** The connection strategy for a lock on `driver`'s target. */
 export function connectionStrategy(
   driver: Driver,
   mode: ConnectionMode = 'multiplexed',
 ): ConnectionStrategy {
+  if (driver.pooled && mode === 'multiplexed') return lockConnectionsOf(driver);
+  let strategies = leased.get(driver.identity);
+  if (!strategies) leased.set(driver.identity, (strategies = {}));
+  return (strategies[mode] ??= leasedStrategy(driver, mode));
+}
+
+function leasedStrategy(driver: Driver, mode: ConnectionMode): ConnectionStrategy {
   if (!driver.pooled) return leasedConnections(driver.description, () => driver.lease(), false);
   if (mode === 'pool') return leasedConnections(driver.description, () => driver.lease(), true);
-  if (mode === 'dedicated') {
-    const settings = existingLockConnections(driver)?.settings.connection;
-    return leasedConnections(driver.description, () => driver.open!(settings), true);
-  }
-  return lockConnectionsOf(driver);
+  // Dedicated connections go where the lock connections are configured to go.
+  return leasedConnections(
+    driver.description,
+    () => driver.open!(existingLockConnections(driver)?.settings.connection),
+    true,
+  );
 }

@@ -5,6 +5,7 @@
  */
 import type { Dialect, LockMode, Wait } from '../dialects/dialect.js';
 import type { SqlSession } from '../drivers/types.js';
+import type { StopSignal } from './stop.js';
 
 /** One acquire, as a lock asks its connection strategy for it. */
 export interface LockRequest<Key> {
@@ -18,7 +19,7 @@ export interface LockRequest<Key> {
    * Aborts when the caller's signal aborts or the lock is closed; the acquire then rejects with
    * its reason and holds nothing.
    */
-  readonly signal: AbortSignal;
+  readonly signal: StopSignal;
   /** Milliseconds between keepalive checks while held; undefined for none. */
   readonly keepalive: number | undefined;
   /** The lock object. A shared connection frees a hold whose owner was garbage-collected. */

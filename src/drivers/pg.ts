@@ -11,6 +11,11 @@ interface PgResult {
 /** The parts of a node-postgres `Client` (or `PoolClient`) the library uses. */
 export interface PgClientLike extends ConnectionEmitter {
   query(sql: string, params?: unknown[]): Promise<PgResult | PgResult[]>;
+  query(
+    sql: string,
+    params: unknown[] | undefined,
+    callback: (err: Error | null, result: PgResult | PgResult[]) => void,
+  ): void;
   connect(): Promise<unknown>;
   end(): Promise<void>;
   readonly processID: number | null;
@@ -61,20 +66,33 @@ function rowsOf(result: PgResult | PgResult[]): Row[][] {
  * several locks share one connection, and pg deprecates calling query() while a query runs.
  */
 class PgSession implements SqlSession {
-  #running = 0;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** Statements waiting for the one that runs; undefined while none runs. */
+  #queued: (() => void)[] | undefined;
 
   constructor(readonly connection: PgClientLike) {}
 
   query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
-    const client = this.connection;
-    const send = () =>
-      (params ? client.query(sql, params as unknown[]) : client.query(sql)).then(rowsOf);
-    const result = this.#running === 0 ? send() : this.#tail.then(send);
-    this.#running += 1;
-    const done = () => void (this.#running -= 1);
-    this.#tail = result.then(done, done);
-    return result;
+    return new Promise<Row[][]>((resolve, reject) => {
+      const done = (err: unknown, result?: PgResult | PgResult[]) => {
+        const next = this.#queued?.shift();
+        if (next) next();
+        else this.#queued = undefined;
+        if (err) reject(err);
+        else resolve(rowsOf(result!));
+      };
+      const send = () => {
+        try {
+          this.connection.query(sql, params as unknown[] | undefined, done);
+        } catch (err) {
+          done(err);
+        }
+      };
+      if (this.#queued) this.#queued.push(send);
+      else {
+        this.#queued = [];
+        send();
+      }
+    });
   }
 
   inTransaction(): boolean {
