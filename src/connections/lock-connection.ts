@@ -1,5 +1,6 @@
 import type { Dialect, LockMode } from '../dialects/dialect.js';
 import type { ConnectionLease, SqlSession } from '../drivers/types.js';
+import { Counts } from './counts.js';
 import { startKeepalive } from './keepalive.js';
 import type { Hold, ReleaseOutcome } from './strategy.js';
 
@@ -27,11 +28,11 @@ export class LockConnection {
   /** Since when it is unused, for the idle timeout; undefined while in use. */
   idleTimer: NodeJS.Timeout | undefined;
   #running = 0;
-  readonly #keys = new Map<string, number>();
+  readonly #keys = new Counts<string>();
   /** Keys an acquire statement runs for right now: a second one must not stack on it. */
-  readonly #attempts = new Map<string, number>();
+  readonly #attempts = new Counts<string>();
   /** How many holds ask for each keepalive period. */
-  readonly #keepalives = new Map<number, number>();
+  readonly #keepalives = new Counts<number>();
   #keepaliveEvery: number | undefined;
   #stopKeepalive: (() => void) | undefined;
 
@@ -62,13 +63,11 @@ export class LockConnection {
   }
 
   attempting(id: string): void {
-    this.#attempts.set(id, (this.#attempts.get(id) ?? 0) + 1);
+    this.#attempts.add(id);
   }
 
   attempted(id: string): void {
-    const left = this.#attempts.get(id)! - 1;
-    if (left > 0) this.#attempts.set(id, left);
-    else this.#attempts.delete(id);
+    this.#attempts.remove(id);
   }
 
   /** Reserves the connection for one statement (or one wait). */
@@ -85,22 +84,18 @@ export class LockConnection {
 
   add(hold: SharedHold): void {
     this.holds.add(hold);
-    this.#keys.set(hold.id, (this.#keys.get(hold.id) ?? 0) + 1);
+    this.#keys.add(hold.id);
     if (hold.keepalive !== undefined) {
-      this.#keepalives.set(hold.keepalive, (this.#keepalives.get(hold.keepalive) ?? 0) + 1);
+      this.#keepalives.add(hold.keepalive);
       this.#updateKeepalive();
     }
   }
 
   remove(hold: SharedHold): void {
     if (!this.holds.delete(hold)) return;
-    const left = (this.#keys.get(hold.id) ?? 1) - 1;
-    if (left > 0) this.#keys.set(hold.id, left);
-    else this.#keys.delete(hold.id);
+    this.#keys.remove(hold.id);
     if (hold.keepalive !== undefined) {
-      const count = (this.#keepalives.get(hold.keepalive) ?? 1) - 1;
-      if (count > 0) this.#keepalives.set(hold.keepalive, count);
-      else this.#keepalives.delete(hold.keepalive);
+      this.#keepalives.remove(hold.keepalive);
       this.#updateKeepalive();
     }
   }
