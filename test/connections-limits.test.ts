@@ -18,54 +18,27 @@ import {
   DIALECTS,
   ensureSideDatabase,
   mysqlConfig,
+  lockConnectionScope,
   openKnex,
   openProbe,
   SIDE_DATABASE,
   uniqueTag,
   until,
-  type KnexOptions,
-  type ServerProbe,
 } from './support/lock-connections.js';
 import { openSession, urlFor } from './support/sessions.js';
-import {
-  openInspector,
-  TARGET_KINDS,
-  uniqueKey,
-  type LockInspector,
-  type OpenTarget,
-} from './support/targets.js';
+import { openInspector, TARGET_KINDS, uniqueKey } from './support/targets.js';
 
 for (const { dialect, name } of DIALECTS) {
   describe(`lock connection limits on ${name}`, () => {
-    let inspector: LockInspector;
-    let probe: ServerProbe;
-    let cleanups: (() => Promise<unknown>)[] = [];
-
-    before(async () => {
+    const scope = lockConnectionScope(dialect, async () => {
       if (dialect === 'mysql') await ensureSideDatabase();
-      inspector = await openInspector(dialect);
-      probe = await openProbe(dialect);
     });
-    after(async () => {
-      await inspector.close();
-      await probe.close();
-    });
-    afterEach(async () => {
-      for (const cleanup of cleanups.reverse()) await cleanup();
-      cleanups = [];
-      expect(await inspector.leftovers()).to.deep.equal([]);
-    });
-
-    async function knexFor(options: KnexOptions = {}): Promise<Knex> {
-      const knex = await openKnex(dialect, options);
-      cleanups.push(() => knex.destroy());
-      return knex;
-    }
+    const { cleanups, knexFor } = scope;
 
     it('8 000 locks held at once share at most 8 lock connections, and release leaves none', async function () {
       this.timeout(60_000);
       const tag = dialect === 'postgres' ? uniqueTag('many') : SIDE_DATABASE;
-      const before = await probe.tagged(tag);
+      const before = await scope.probe.tagged(tag);
       const knex = await knexFor({ tag });
       const prefix = uniqueKey('many');
       const locks = Array.from({ length: 8_000 }, (_, i) => createLock(knex, `${prefix}:${i}`));
@@ -76,9 +49,9 @@ for (const { dialect, name } of DIALECTS) {
       const stats = lockConnectionStats(knex);
       expect(stats.connections).to.be.within(1, 8);
       expect(stats).to.include({ holds: 8_000, queued: 0, waiting: 0 });
-      const extra = (await probe.tagged(tag)).filter((id) => !before.includes(id));
+      const extra = (await scope.probe.tagged(tag)).filter((id) => !before.includes(id));
       expect(extra.length).to.be.within(1, 8);
-      const holders = await probe.holdersOf(actualKeys);
+      const holders = await scope.probe.holdersOf(actualKeys);
       expect(holders).to.have.length(8_000);
       const holderIds = [...new Set(holders)];
       expect(holderIds.length).to.be.within(1, 8);
@@ -86,8 +59,8 @@ for (const { dialect, name } of DIALECTS) {
 
       await Promise.all(locks.map((lock) => lock.release()));
       expect(lockConnectionStats(knex).holds).to.equal(0);
-      if (dialect === 'postgres') expect(await probe.advisoryLocksOf(extra)).to.equal(0);
-      expect(await probe.holdersOf(actualKeys)).to.deep.equal([]);
+      if (dialect === 'postgres') expect(await scope.probe.advisoryLocksOf(extra)).to.equal(0);
+      expect(await scope.probe.holdersOf(actualKeys)).to.deep.equal([]);
     });
 
     it('with max: 2, one lock connection waits, further waits queue in memory, and tries still run', async function () {
@@ -115,11 +88,11 @@ for (const { dialect, name } of DIALECTS) {
       expect(stats.connections).to.be.at.most(2);
       await until(
         'one wait in the database',
-        () => probe.waitingFor(actualKeys),
+        () => scope.probe.waitingFor(actualKeys),
         (n) => n === 1,
       );
       const samples: number[] = [];
-      for (let i = 0; i < 10; i += 1) samples.push(await probe.waitingFor(actualKeys));
+      for (let i = 0; i < 10; i += 1) samples.push(await scope.probe.waitingFor(actualKeys));
       expect(Math.max(...samples)).to.equal(1);
 
       // The connection kept from waits still takes tries.
@@ -160,27 +133,12 @@ for (const { dialect, name } of DIALECTS) {
 
 for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
   describe(`lock connection settings of ${kind.name}`, () => {
-    let inspector: LockInspector;
-    let probe: ServerProbe;
-    let opened: OpenTarget | undefined;
-
-    before(async () => {
+    const scope = lockConnectionScope(kind.dialect, async () => {
       if (kind.dialect === 'mysql') await ensureSideDatabase();
-      inspector = await openInspector(kind.dialect);
-      probe = await openProbe(kind.dialect);
     });
-    after(async () => {
-      await inspector.close();
-      await probe.close();
-    });
-    afterEach(async () => {
-      await opened?.close();
-      opened = undefined;
-      expect(await inspector.leftovers()).to.deep.equal([]);
-    });
-
     async function open(): Promise<object> {
-      opened = await kind.open();
+      const opened = await kind.open();
+      scope.cleanups.push(() => opened.close());
       return opened.target;
     }
 
@@ -189,7 +147,7 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       configureLockConnections(target, { idleTimeout: 200 });
       const lock = createLock(target, uniqueKey('idle'));
       await lock.acquire();
-      const [id] = await inspector.holderIds(lock.actualKey);
+      const [id] = await scope.inspector.holderIds(lock.actualKey);
       await lock.release();
       const released = performance.now();
       expect(lockConnectionStats(target).connections).to.equal(1);
@@ -201,7 +159,7 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       expect(performance.now() - released).to.be.at.least(150);
       await until(
         'the server session gone',
-        () => probe.exists(id!),
+        () => scope.probe.exists(id!),
         (exists) => !exists,
       );
     });
@@ -212,8 +170,8 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       const tag = kind.dialect === 'postgres' ? uniqueTag('override') : SIDE_DATABASE;
       const first = createLock(target, uniqueKey('override'));
       await first.acquire();
-      const [before] = await inspector.holderIds(first.actualKey);
-      expect(await probe.tagOf(before!)).to.not.equal(tag);
+      const [before] = await scope.inspector.holderIds(first.actualKey);
+      expect(await scope.probe.tagOf(before!)).to.not.equal(tag);
       await first.release();
       await closeLockConnections(target);
 
@@ -224,8 +182,8 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       configureLockConnections(target, { connection: settings });
       const second = createLock(target, uniqueKey('override'));
       await second.acquire();
-      const [after] = await inspector.holderIds(second.actualKey);
-      expect(await probe.tagOf(after!)).to.equal(tag);
+      const [after] = await scope.inspector.holderIds(second.actualKey);
+      expect(await scope.probe.tagOf(after!)).to.equal(tag);
       await second.release();
     });
   });

@@ -4,52 +4,16 @@
  * waiters for one key queue in memory, and a lost lock connection takes its locks with it.
  */
 import { expect } from 'chai';
-import type { Knex } from 'knex';
 import { closeLockConnections, createLock, lockConnectionStats, withLock } from '../src/index.js';
 import { sleep } from './support/expect.js';
-import {
-  abortedWithin,
-  DIALECTS,
-  openKnex,
-  openProbe,
-  until,
-  type KnexOptions,
-  type ServerProbe,
-} from './support/lock-connections.js';
+import { abortedWithin, DIALECTS, lockConnectionScope, until } from './support/lock-connections.js';
 import { holdLock, openSession } from './support/sessions.js';
-import {
-  openInspector,
-  TARGET_KINDS,
-  uniqueKey,
-  type LockInspector,
-  type OpenTarget,
-} from './support/targets.js';
+import { TARGET_KINDS, uniqueKey } from './support/targets.js';
 
 for (const { dialect, name } of DIALECTS) {
   describe(`lock connections on ${name}`, () => {
-    let inspector: LockInspector;
-    let probe: ServerProbe;
-    let cleanups: (() => Promise<unknown>)[] = [];
-
-    before(async () => {
-      inspector = await openInspector(dialect);
-      probe = await openProbe(dialect);
-    });
-    after(async () => {
-      await inspector.close();
-      await probe.close();
-    });
-    afterEach(async () => {
-      for (const cleanup of cleanups.reverse()) await cleanup();
-      cleanups = [];
-      expect(await inspector.leftovers()).to.deep.equal([]);
-    });
-
-    async function knexFor(options: KnexOptions = {}): Promise<Knex> {
-      const knex = await openKnex(dialect, options);
-      cleanups.push(() => knex.destroy());
-      return knex;
-    }
+    const scope = lockConnectionScope(dialect);
+    const { cleanups, knexFor } = scope;
 
     async function otherHolder(key: string) {
       const held = await holdLock(dialect, key);
@@ -141,7 +105,7 @@ for (const { dialect, name } of DIALECTS) {
       samples.push(
         await until(
           'one database wait',
-          () => probe.waitingFor([actual]),
+          () => scope.probe.waitingFor([actual]),
           (n) => n === 1,
         ),
       );
@@ -149,7 +113,7 @@ for (const { dialect, name } of DIALECTS) {
       let done = false;
       const duringRun: number[] = [];
       const sampler = (async () => {
-        while (!done) duringRun.push(await probe.waitingFor([actual]));
+        while (!done) duringRun.push(await scope.probe.waitingFor([actual]));
       })();
       await other.close();
       try {
@@ -178,11 +142,11 @@ for (const { dialect, name } of DIALECTS) {
         locks.map(() => true),
       );
       const signals = locks.map((lock) => lock.signal!);
-      const ids = [...new Set(await probe.holdersOf(locks.map((lock) => lock.actualKey)))];
+      const ids = [...new Set(await scope.probe.holdersOf(locks.map((lock) => lock.actualKey)))];
       expect(ids.length).to.be.within(1, 8);
       expect(signals.some((signal) => signal.aborted)).to.equal(false);
 
-      for (const id of ids) await inspector.kill(id);
+      for (const id of ids) await scope.inspector.kill(id);
       const reasons = await Promise.all(signals.map((signal) => abortedWithin(signal, 1_000)));
       for (const reason of reasons) expect(reason).to.have.property('code', 'ERR_DLOCK_LOST');
       expect(lost).to.have.length(50);
@@ -192,7 +156,7 @@ for (const { dialect, name } of DIALECTS) {
       // The dead connections are gone; the next lock gets a new one.
       const next = createLock(knex, locks[0]!.key as string);
       expect(await next.acquire({ timeout: 2_000 })).to.equal(true);
-      const [holder] = await probe.holdersOf([next.actualKey]);
+      const [holder] = await scope.probe.holdersOf([next.actualKey]);
       expect(ids).to.not.include(holder);
       await next.release();
     });
@@ -251,7 +215,7 @@ for (const { dialect, name } of DIALECTS) {
 
         await until(
           'both heads waiting in the database',
-          () => probe.waitingFor(actualKeys),
+          () => scope.probe.waitingFor(actualKeys),
           (n) => n === 2,
         );
         // Release the holders around the timed waiters' deadline, and abort around it too.
@@ -277,7 +241,7 @@ for (const { dialect, name } of DIALECTS) {
           (stats) => stats.waiting === 0 && stats.holds === 0 && stats.queued === 0,
           2_000,
         );
-        expect(await probe.holdersOf(actualKeys)).to.deep.equal([]);
+        expect(await scope.probe.holdersOf(actualKeys)).to.deep.equal([]);
       }
       expect(outcomes.acquired, JSON.stringify(outcomes)).to.be.greaterThan(0);
       expect(outcomes.timedOut, JSON.stringify(outcomes)).to.be.greaterThan(0);
@@ -288,21 +252,11 @@ for (const { dialect, name } of DIALECTS) {
 
 for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
   describe(`lock connections of ${kind.name}`, () => {
-    let inspector: LockInspector;
-    let opened: OpenTarget | undefined;
-
-    before(async () => {
-      inspector = await openInspector(kind.dialect);
-    });
-    after(() => inspector.close());
-    afterEach(async () => {
-      await opened?.close();
-      opened = undefined;
-      expect(await inspector.leftovers()).to.deep.equal([]);
-    });
+    const scope = lockConnectionScope(kind.dialect);
 
     async function open(): Promise<object> {
-      opened = await kind.open();
+      const opened = await kind.open();
+      scope.cleanups.push(() => opened.close());
       return opened.target;
     }
 
@@ -314,7 +268,7 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       expect(await first.acquire()).to.equal(true);
       expect(await second.acquire({ block: false })).to.equal(false);
       expect(await second.acquire({ timeout: 50 })).to.equal(false);
-      expect(await inspector.holders(first.actualKey)).to.equal(1);
+      expect(await scope.inspector.holders(first.actualKey)).to.equal(1);
       await first.release();
       expect(await second.acquire({ block: false })).to.equal(true);
       expect(await first.acquire({ block: false })).to.equal(false);
@@ -364,16 +318,18 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
     }
 
     it('ending the target closes its lock connections: held locks are lost and freed', async () => {
-      const target = await open();
-      const lock = createLock(target, uniqueKey('end'));
+      const opened = await kind.open();
+      let closed = false;
+      scope.cleanups.push(async () => closed || opened.close());
+      const lock = createLock(opened.target, uniqueKey('end'));
       await lock.acquire();
       const signal = lock.signal!;
-      await opened!.close();
-      opened = undefined;
+      closed = true;
+      await opened.close();
       expect(await abortedWithin(signal, 1_000)).to.have.property('code', 'ERR_DLOCK_LOST');
       await until(
         'the key freed',
-        () => inspector.holders(lock.actualKey),
+        () => scope.inspector.holders(lock.actualKey),
         (n) => n === 0,
       );
       expect(lock.locked).to.equal(false);
@@ -390,7 +346,7 @@ for (const kind of TARGET_KINDS.filter((k) => k.pooled)) {
       expect(await abortedWithin(signal, 1_000)).to.have.property('code', 'ERR_DLOCK_LOST');
       await until(
         'the key freed',
-        () => inspector.holders(lock.actualKey),
+        () => scope.inspector.holders(lock.actualKey),
         (n) => n === 0,
       );
       const next = createLock(target, key);

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { MysqlLock, PostgresLock } from '../../src/index.js';
 import { sleep } from './expect.js';
 import { urlFor } from './sessions.js';
-import type { DialectName } from './targets.js';
+import { openInspector, type DialectName, type LockInspector } from './targets.js';
 
 export const DIALECTS = [
   { dialect: 'postgres', name: 'PostgreSQL', client: 'pg' },
@@ -235,4 +235,54 @@ export async function ensureSideDatabase(): Promise<void> {
   } finally {
     await conn.end();
   }
+}
+
+/** What the tests of one `describe` share: see {@link lockConnectionScope}. */
+export interface LockConnectionScope {
+  readonly inspector: LockInspector;
+  readonly probe: ServerProbe;
+  /** Run after the test, last added first. */
+  readonly cleanups: (() => Promise<unknown>)[];
+  /** A knex instance destroyed after the test. */
+  knexFor(options?: KnexOptions): Promise<Knex>;
+}
+
+/**
+ * Mocha hooks for one `describe`: an inspector and a server probe for its tests, clean-ups run
+ * after each test, and a check that no key a test made is left held. `prepare` runs first.
+ */
+export function lockConnectionScope(
+  dialect: DialectName,
+  prepare?: () => Promise<void>,
+): LockConnectionScope {
+  let inspector: LockInspector | undefined;
+  let probe: ServerProbe | undefined;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  before(async () => {
+    await prepare?.();
+    inspector = await openInspector(dialect);
+    probe = await openProbe(dialect);
+  });
+  after(async () => {
+    await inspector?.close();
+    await probe?.close();
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    expect(await inspector!.leftovers()).to.deep.equal([]);
+  });
+  return {
+    get inspector() {
+      return inspector!;
+    },
+    get probe() {
+      return probe!;
+    },
+    cleanups,
+    async knexFor(options: KnexOptions = {}) {
+      const knex = await openKnex(dialect, options);
+      cleanups.push(() => knex.destroy());
+      return knex;
+    },
+  };
 }
