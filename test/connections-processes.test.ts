@@ -4,12 +4,12 @@
  * by themselves once their pool is closed.
  */
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
 import { fileURLToPath } from 'node:url';
 import { MysqlLock, PostgresLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
+import { crossProcessScope } from './support/process-scope.js';
 import { sleep } from './support/expect.js';
-import { killStarted, startNodeScript, type Started } from './support/processes.js';
+import { startNodeScript, type Started } from './support/processes.js';
 import { holdLock, openSession, type Session } from './support/sessions.js';
 import { openInspector, uniqueKey, type DialectName } from './support/targets.js';
 
@@ -85,24 +85,10 @@ interface Grant {
 for (const { dialect, client, pools } of DIALECTS) {
   describe(`lock connections across processes on ${dialect}`, function () {
     this.timeout(60_000);
-    let knex: Knex;
-    let table: string;
-
-    before(async () => {
-      const urls = await databaseUrls();
-      knex = knexFactory({ client, connection: dialect === 'postgres' ? urls.pg : urls.mysql });
-    });
-    after(() => knex.destroy());
-    beforeEach(() => {
-      table = `dlock_conn_${process.pid}_${Date.now()}`;
-    });
-    afterEach(async () => {
-      killStarted();
-      await knex.schema.dropTableIfExists(table);
-    });
+    const scope = crossProcessScope(dialect, client, 'dlock_conn');
 
     it('waiters of two processes on one key take turns: all 60 granted, one holder at a time, neither process served more than 3 times in a row while the other waits', async () => {
-      await knex.schema.createTable(table, (t) => {
+      await scope.knex.schema.createTable(scope.table, (t) => {
         t.increments('id');
         t.string('tag', 8).notNullable();
         t.integer('seq').notNullable();
@@ -116,14 +102,14 @@ for (const { dialect, client, pools } of DIALECTS) {
       const observer = await openSession(dialect);
       try {
         const workers = ['a', 'b'].map((tag) =>
-          startNodeScript(WORKER, ['fair', dialect, key, table, tag, '30', '4'], env),
+          startNodeScript(WORKER, ['fair', dialect, key, scope.table, tag, '30', '4'], env),
         );
         // Each process queues its 30 waiters in memory behind one that waits in the database.
         await Promise.all(workers.map((worker) => worker.waitForStdout(/^queued/m, 15_000)));
         await eventually('one database waiter per process', async () => {
           return (await serverWaiters(observer, dialect, key)) === 2;
         });
-        const before = await knex(table).count({ n: '*' }).first();
+        const before = await scope.knex(scope.table).count({ n: '*' }).first();
         expect(Number(before?.n), 'granted while the parent held the key').to.equal(0);
         await parent.close();
         await Promise.all(workers.map(succeed));
@@ -133,12 +119,14 @@ for (const { dialect, client, pools } of DIALECTS) {
         await observer.close();
       }
 
-      const grants: Grant[] = (await knex(table).select().orderBy('id')).map((row: Grant) => ({
-        id: Number(row.id),
-        tag: row.tag,
-        started: Number(row.started),
-        ended: row.ended === null ? null : Number(row.ended),
-      }));
+      const grants: Grant[] = (await scope.knex(scope.table).select().orderBy('id')).map(
+        (row: Grant) => ({
+          id: Number(row.id),
+          tag: row.tag,
+          started: Number(row.started),
+          ended: row.ended === null ? null : Number(row.ended),
+        }),
+      );
       expect(grants, 'grants').to.have.length(60);
       expect(grants.filter((g) => g.tag === 'a')).to.have.length(30);
       for (const grant of grants)

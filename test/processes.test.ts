@@ -1,10 +1,10 @@
 /** Mutual exclusion and crash recovery across real processes. */
 import { expect } from 'chai';
-import knexFactory, { type Knex } from 'knex';
 import { fileURLToPath } from 'node:url';
 import { createLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { killStarted, startNodeScript, type Started } from './support/processes.js';
+import { crossProcessScope } from './support/process-scope.js';
+import { startNodeScript, type Started } from './support/processes.js';
 import { openInspector, uniqueKey } from './support/targets.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/lock-worker.ts', import.meta.url));
@@ -26,40 +26,26 @@ async function succeed(worker: Started): Promise<void> {
 for (const { dialect, client } of DIALECTS) {
   describe(`cross-process locking on ${dialect}`, function () {
     this.timeout(60_000);
-    let knex: Knex;
-    let table: string;
-
-    before(async () => {
-      const urls = await databaseUrls();
-      knex = knexFactory({ client, connection: dialect === 'postgres' ? urls.pg : urls.mysql });
-    });
-    after(() => knex.destroy());
-    beforeEach(() => {
-      table = `dlock_test_${process.pid}_${Date.now()}`;
-    });
-    afterEach(async () => {
-      killStarted();
-      await knex.schema.dropTableIfExists(table);
-    });
+    const scope = crossProcessScope(dialect, client, 'dlock_test');
 
     for (const via of ['knex', 'raw'] as const) {
       it(`4 processes x 25 read-modify-writes under the lock (${via}) lose no update`, async () => {
-        await knex.schema.createTable(table, (t) => t.integer('value').notNullable());
-        await knex(table).insert({ value: 0 });
+        await scope.knex.schema.createTable(scope.table, (t) => t.integer('value').notNullable());
+        await scope.knex(scope.table).insert({ value: 0 });
         const key = uniqueKey('counter');
         const env = await workerEnv();
         const workers = Array.from({ length: 4 }, () =>
-          startNodeScript(WORKER, ['counter', dialect, via, key, table, '25'], env),
+          startNodeScript(WORKER, ['counter', dialect, via, key, scope.table, '25'], env),
         );
         await Promise.all(workers.map(succeed));
-        const row = await knex(table).first('value');
+        const row = await scope.knex(scope.table).first('value');
         expect(Number(row.value)).to.equal(100);
       });
     }
 
     if (dialect === 'postgres') {
       it('shared holders overlap each other; an exclusive holder overlaps nobody', async () => {
-        await knex.schema.createTable(table, (t) => {
+        await scope.knex.schema.createTable(scope.table, (t) => {
           t.integer('pid');
           t.boolean('shared');
           t.double('started');
@@ -69,11 +55,12 @@ for (const { dialect, client } of DIALECTS) {
         const env = await workerEnv();
         const roles = ['shared', 'shared', 'shared', 'exclusive'];
         const workers = roles.map((role) =>
-          startNodeScript(WORKER, ['interval', dialect, 'raw', key, table, '8', role], env),
+          startNodeScript(WORKER, ['interval', dialect, 'raw', key, scope.table, '8', role], env),
         );
         await Promise.all(workers.map(succeed));
-        const rows: { pid: number; shared: boolean; started: number; ended: number }[] =
-          await knex(table).select();
+        const rows: { pid: number; shared: boolean; started: number; ended: number }[] = await scope
+          .knex(scope.table)
+          .select();
         const overlaps = (a: (typeof rows)[0], b: (typeof rows)[0]) =>
           a.started < b.ended && b.started < a.ended;
         let sharedOverlaps = 0;
@@ -95,7 +82,7 @@ for (const { dialect, client } of DIALECTS) {
       const key = uniqueKey('crash');
       const holder = startNodeScript(WORKER, ['hold', dialect, 'raw', key], await workerEnv());
       await holder.waitForStdout(/held/);
-      const lock = createLock(knex, key);
+      const lock = createLock(scope.knex, key);
       expect(await lock.acquire({ block: false })).to.equal(false);
       holder.child.kill('SIGKILL');
       await holder.exited;
@@ -111,7 +98,7 @@ for (const { dialect, client } of DIALECTS) {
       await holder.waitForStdout(/held/);
       const inspector = await openInspector(dialect);
       try {
-        const lock = createLock(knex, key);
+        const lock = createLock(scope.knex, key);
         const [id] = await inspector.holderIds(lock.actualKey);
         const killedAt = performance.now();
         await inspector.kill(id!);
