@@ -6,10 +6,9 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import { MysqlLock, PostgresLock } from '../src/index.js';
-import { databaseUrls } from './support/databases.js';
-import { crossProcessScope } from './support/process-scope.js';
+import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
 import { sleep } from './support/expect.js';
-import { startNodeScript, type Started } from './support/processes.js';
+import { startNodeScript } from './support/processes.js';
 import { holdLock, openSession, type Session } from './support/sessions.js';
 import { openInspector, uniqueKey, type DialectName } from './support/targets.js';
 
@@ -24,16 +23,6 @@ const END_OF: Record<string, string> = {
   'mysql-pool': 'mysql2 pool end()',
   'mysql-promise-pool': 'mysql2/promise pool end()',
 };
-
-async function workerEnv(): Promise<Record<string, string>> {
-  const urls = await databaseUrls();
-  return { DLOCK_PG_URL: urls.pg, DLOCK_MYSQL_URL: urls.mysql };
-}
-
-async function succeed(worker: Started): Promise<void> {
-  const exit = await worker.exited;
-  expect(exit.code, `worker failed: ${worker.stderr()}`).to.equal(0);
-}
 
 /** Polls `check` every 10 ms until it returns true; fails after `timeoutMs`. */
 async function eventually(

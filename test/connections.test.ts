@@ -5,8 +5,8 @@
  */
 import { expect } from 'chai';
 import { closeLockConnections, createLock, lockConnectionStats, withLock } from '../src/index.js';
-import { sleep } from './support/expect.js';
-import { abortedWithin, DIALECTS, lockConnectionScope, until } from './support/lock-connections.js';
+import { abortedWithin, sleep } from './support/expect.js';
+import { DIALECTS, lockConnectionScope, until } from './support/lock-connections.js';
 import { holdLock, openSession } from './support/sessions.js';
 import { TARGET_KINDS, uniqueKey } from './support/targets.js';
 

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { createLock, withLock, type BaseLock, type LockLostError } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { expectRejectCode, sleep } from './support/expect.js';
+import { abortedWithin, expectRejectCode, sleep } from './support/expect.js';
 import { startTcpProxy } from './support/tcp-proxy.js';
 import {
   openInspector,
@@ -11,18 +11,6 @@ import {
   type LockInspector,
   type OpenTarget,
 } from './support/targets.js';
-
-/** Resolves with the abort reason once `signal` aborts, or rejects after `ms`. */
-function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return resolve(signal.reason);
-    const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve(signal.reason);
-    });
-  });
-}
 
 async function killHolder(inspector: LockInspector, lock: BaseLock): Promise<void> {
   const ids = await inspector.holderIds(lock.actualKey);

@@ -2,9 +2,8 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import { createLock } from '../src/index.js';
-import { databaseUrls } from './support/databases.js';
-import { crossProcessScope } from './support/process-scope.js';
-import { startNodeScript, type Started } from './support/processes.js';
+import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
+import { startNodeScript } from './support/processes.js';
 import { openInspector, uniqueKey } from './support/targets.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/lock-worker.ts', import.meta.url));
@@ -12,16 +11,6 @@ const DIALECTS = [
   { dialect: 'postgres', client: 'pg' },
   { dialect: 'mysql', client: 'mysql2' },
 ] as const;
-
-async function workerEnv(): Promise<Record<string, string>> {
-  const urls = await databaseUrls();
-  return { DLOCK_PG_URL: urls.pg, DLOCK_MYSQL_URL: urls.mysql };
-}
-
-async function succeed(worker: Started): Promise<void> {
-  const exit = await worker.exited;
-  expect(exit.code, `worker failed: ${worker.stderr()}`).to.equal(0);
-}
 
 for (const { dialect, client } of DIALECTS) {
   describe(`cross-process locking on ${dialect}`, function () {

@@ -5,6 +5,8 @@ import { waitOrGiveUp } from './give-up.js';
 import { startKeepalive } from './keepalive.js';
 import {
   deadlineOf,
+  heldLockOf,
+  type HeldLock,
   remainingWait,
   type ConnectionStrategy,
   type Hold,
@@ -66,20 +68,14 @@ export function leasedConnections(
 /** A lock held on a leased connection, which goes back (or is closed) when the lock is released. */
 class LeasedHold<Key> implements Hold {
   readonly onTransactionEnding?: (onEnding: () => void) => () => void;
-  readonly dialect: LockRequest<Key>['dialect'];
-  readonly key: Key;
-  readonly mode: LockRequest<Key>['mode'];
-  readonly keepalive: number | undefined;
+  /** Kept instead of the request, which would keep its signal alive. */
+  readonly lock: HeldLock<Key>;
 
-  /** Keeps what a release needs, not the request: that would keep its signal alive. */
   constructor(
     readonly lease: ConnectionLease,
     request: LockRequest<Key>,
   ) {
-    this.dialect = request.dialect;
-    this.key = request.key;
-    this.mode = request.mode;
-    this.keepalive = request.keepalive;
+    this.lock = heldLockOf(request);
     const ending = lease.onTransactionEnding;
     if (ending) this.onTransactionEnding = (onEnding) => ending.call(lease, onEnding);
   }
@@ -89,7 +85,7 @@ class LeasedHold<Key> implements Hold {
   }
 
   async release(): Promise<ReleaseOutcome> {
-    const { dialect, key, mode } = this;
+    const { dialect, key, mode } = this.lock;
     let released: boolean;
     try {
       released = await dialect.release(this.lease.session, key, mode);
@@ -113,7 +109,7 @@ class LeasedHold<Key> implements Hold {
 
   watch(onLost: (cause: unknown) => void): () => void {
     const unwatch = this.lease.watch(onLost);
-    const every = this.keepalive;
+    const every = this.lock.keepalive;
     if (every === undefined) return unwatch;
     const stopKeepalive = startKeepalive(this.lease.session, every, onLost);
     return () => {

@@ -1,8 +1,7 @@
-import type { Dialect, LockMode } from '../dialects/dialect.js';
 import type { ConnectionLease, SqlSession } from '../drivers/types.js';
 import { Counts } from './counts.js';
 import { startKeepalive } from './keepalive.js';
-import type { Hold, ReleaseOutcome } from './strategy.js';
+import type { HeldLock, Hold, ReleaseOutcome } from './strategy.js';
 
 /** What a lock connection tells the pool of lock connections it belongs to. */
 export interface LockConnectionOwner {
@@ -85,8 +84,9 @@ export class LockConnection {
   add(hold: SharedHold): void {
     this.holds.add(hold);
     this.#keys.add(hold.id);
-    if (hold.keepalive !== undefined) {
-      this.#keepalives.add(hold.keepalive);
+    const { keepalive } = hold.lock;
+    if (keepalive !== undefined) {
+      this.#keepalives.add(keepalive);
       this.#updateKeepalive();
     }
   }
@@ -94,8 +94,9 @@ export class LockConnection {
   remove(hold: SharedHold): void {
     if (!this.holds.delete(hold)) return;
     this.#keys.remove(hold.id);
-    if (hold.keepalive !== undefined) {
-      this.#keepalives.remove(hold.keepalive);
+    const { keepalive } = hold.lock;
+    if (keepalive !== undefined) {
+      this.#keepalives.remove(keepalive);
       this.#updateKeepalive();
     }
   }
@@ -120,24 +121,10 @@ export class LockConnection {
   }
 }
 
-/** What a shared hold needs of its lock's request; it keeps no reference to the lock itself. */
-export interface SharedHoldParts<Key> {
-  readonly dialect: Dialect<Key>;
-  readonly key: Key;
-  readonly label: string;
-  readonly mode: LockMode;
-  readonly keepalive: number | undefined;
-}
-
 /** A lock held on a shared lock connection. */
 export class SharedHold<Key = unknown> implements Hold {
   /** Whether the database still holds it for this hold. */
   active = true;
-  readonly dialect: Dialect<Key>;
-  readonly key: Key;
-  readonly label: string;
-  readonly mode: LockMode;
-  readonly keepalive: number | undefined;
   /** Weak, so that a lock object dropped while holding can be collected and its hold freed. */
   #onLost: WeakRef<(cause: unknown) => void> | undefined;
   #lostCause: unknown;
@@ -145,14 +132,8 @@ export class SharedHold<Key = unknown> implements Hold {
   constructor(
     readonly connection: LockConnection,
     readonly id: string,
-    parts: SharedHoldParts<Key>,
-  ) {
-    this.dialect = parts.dialect;
-    this.key = parts.key;
-    this.label = parts.label;
-    this.mode = parts.mode;
-    this.keepalive = parts.keepalive;
-  }
+    readonly lock: HeldLock<Key>,
+  ) {}
 
   get session(): SqlSession {
     return this.connection.session;
@@ -164,7 +145,8 @@ export class SharedHold<Key = unknown> implements Hold {
     connection.begin();
     let released: boolean;
     try {
-      released = await this.dialect.release(connection.session, this.key, this.mode);
+      const { dialect, key, mode } = this.lock;
+      released = await dialect.release(connection.session, key, mode);
     } catch (err) {
       // The unlock's fate is unknown: closing the connection frees it (and every other hold).
       this.#remove();

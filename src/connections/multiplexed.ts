@@ -12,6 +12,7 @@ import {
 } from './lock-connection-pool.js';
 import {
   deadlineOf,
+  heldLockOf,
   remainingWait,
   type ConnectionStrategy,
   type Hold,
@@ -93,7 +94,7 @@ export class MultiplexedConnections implements ConnectionStrategy {
 
   #removed(hold: SharedHold): void {
     this.#abandoned.unregister(hold);
-    (hold.mode.shared ? this.#localShared : this.#localExclusive).remove(hold.id);
+    (hold.lock.mode.shared ? this.#localShared : this.#localExclusive).remove(hold.id);
   }
 
   async #try<Key>(
@@ -187,7 +188,7 @@ export class MultiplexedConnections implements ConnectionStrategy {
   }
 
   #grant<Key>(connection: LockConnection, id: string, request: LockRequest<Key>): SharedHold {
-    const hold = new SharedHold(connection, id, request);
+    const hold = new SharedHold(connection, id, heldLockOf(request));
     connection.add(hold);
     (request.mode.shared ? this.#localShared : this.#localExclusive).add(id);
     this.#abandoned.register(request.owner, hold, hold);
@@ -198,7 +199,7 @@ export class MultiplexedConnections implements ConnectionStrategy {
   #reclaim(hold: SharedHold): void {
     if (!hold.active) return;
     process.emitWarning(
-      `A lock on ${hold.label} was garbage-collected while it was held, so knex-dlock released ` +
+      `A lock on ${hold.lock.label} was garbage-collected while it was held, so knex-dlock released ` +
         'it. Release or close every lock you acquire (withLock and `await using` do it for you).',
       { code: 'DLOCK_ABANDONED' },
     );

@@ -26,6 +26,20 @@ export interface LockRequest<Key> {
   readonly owner: object;
 }
 
+/**
+ * What a hold keeps of its request: what releasing it needs, and nothing that would keep the
+ * lock object or its signal alive.
+ */
+export type HeldLock<Key> = Pick<
+  LockRequest<Key>,
+  'dialect' | 'key' | 'label' | 'mode' | 'keepalive'
+>;
+
+export function heldLockOf<Key>(request: LockRequest<Key>): HeldLock<Key> {
+  const { dialect, key, label, mode, keepalive } = request;
+  return { dialect, key, label, mode, keepalive };
+}
+
 /** How a release ended. */
 export type ReleaseOutcome =
   /** The database released the lock. */

@@ -41,3 +41,15 @@ export async function captureWarnings(code: string, fn: () => Promise<void>): Pr
   }
   return seen;
 }
+
+/** Resolves with the abort reason once `signal` aborts, or rejects after `ms`. */
+export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve(signal.reason);
+    const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve(signal.reason);
+    });
+  });
+}

@@ -91,18 +91,6 @@ export async function until<T>(
   }
 }
 
-/** Resolves with the abort reason once `signal` aborts, or rejects after `ms`. */
-export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return resolve(signal.reason);
-    const timer = setTimeout(() => reject(new Error(`signal did not abort within ${ms} ms`)), ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve(signal.reason);
-    });
-  });
-}
-
 /** The server's view of many keys and sessions at once, from a connection of its own. */
 export interface ServerProbe {
   /** Sessions waiting in the database for any of `keys` (actual keys). */

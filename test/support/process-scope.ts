@@ -1,6 +1,7 @@
+import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import { databaseUrls } from './databases.js';
-import { killStarted } from './processes.js';
+import { killStarted, type Started } from './processes.js';
 import type { DialectName } from './targets.js';
 
 /** What the tests of one cross-process `describe` share: see {@link crossProcessScope}. */
@@ -42,4 +43,16 @@ export function crossProcessScope(
       return table;
     },
   };
+}
+
+/** The environment that points a child worker at the test databases. */
+export async function workerEnv(): Promise<Record<string, string>> {
+  const urls = await databaseUrls();
+  return { DLOCK_PG_URL: urls.pg, DLOCK_MYSQL_URL: urls.mysql };
+}
+
+/** Resolves once `worker` exits with code 0; fails with its stderr otherwise. */
+export async function succeed(worker: Started): Promise<void> {
+  const exit = await worker.exited;
+  expect(exit.code, `worker failed: ${worker.stderr()}`).to.equal(0);
 }
