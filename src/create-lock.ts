@@ -68,7 +68,11 @@ export function createLock(
     const actualKey = convert
       ? postgresDialect.checkConvertedKey(convert(key))
       : postgresDialect.convertKey(key as LockKey);
-    return new PostgresLock({ ...parts, actualKey });
+    return new PostgresLock({
+      ...parts,
+      actualKey,
+      preparedStatements: options.preparedStatements,
+    });
   }
   const actualKey = convert
     ? mysqlDialect.checkConvertedKey(convert(key))

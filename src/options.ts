@@ -48,6 +48,13 @@ export interface LockOptions<K = LockKey> {
    * partitions, which send no error or close event. Default: off (no queries while holding).
    */
   keepalive?: number;
+  /**
+   * PostgreSQL: prepare the lock statements once per connection (the default, `true`), so that
+   * each operation costs the server no parse and plan. `false` sends them unprepared, for
+   * poolers that cannot carry prepared statements (PgBouncer in transaction mode before 1.21, or
+   * without `max_prepared_statements`). MySQL statements are never prepared.
+   */
+  preparedStatements?: boolean;
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
@@ -62,6 +69,7 @@ const LOCK_OPTION_NAMES = new Set([
   'connection',
   'onLost',
   'keepalive',
+  'preparedStatements',
 ]);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
@@ -92,6 +100,7 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.xact, 'boolean', 'xact');
   checkType(options.convert, 'function', 'convert');
   checkType(options.onLost, 'function', 'onLost');
+  checkType(options.preparedStatements, 'boolean', 'preparedStatements');
   const keepalive: unknown = options.keepalive;
   if (
     keepalive !== undefined &&

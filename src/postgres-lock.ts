@@ -1,4 +1,4 @@
-import { postgresDialect, postgresKey } from './dialects/postgres.js';
+import { postgresDialect, postgresKey, unpreparedPostgresDialect } from './dialects/postgres.js';
 import { ensureInt64, type LockKey } from './keys.js';
 import { BaseLock, type LockParts } from './lock.js';
 
@@ -8,8 +8,12 @@ import { BaseLock, type LockParts } from './lock.js';
  */
 export class PostgresLock extends BaseLock<bigint> {
   /** @internal Use {@link createLock}. */
-  constructor(parts: Omit<LockParts<bigint>, 'dialect'>) {
-    super({ ...parts, dialect: postgresDialect });
+  constructor(parts: Omit<LockParts<bigint>, 'dialect'> & { preparedStatements?: boolean }) {
+    const { preparedStatements, ...rest } = parts;
+    super({
+      ...rest,
+      dialect: preparedStatements === false ? unpreparedPostgresDialect : postgresDialect,
+    });
   }
 
   /**

@@ -90,6 +90,21 @@ describe('traffic counter', function () {
     }
   });
 
+  it('counts the Parse of a named pg statement once, and every simple query', async () => {
+    const counter = countTraffic(pgClient);
+    const named = { name: `counted_${Date.now()}`, text: 'SELECT $1::int AS n' };
+    try {
+      const first = await counter.measure(() => pgClient.query({ ...named, values: [1] }), 0);
+      expect(first.counts).to.include({ roundTrips: 1, parses: 1 });
+      const again = await counter.measure(() => pgClient.query({ ...named, values: [2] }), 0);
+      expect(again.counts).to.include({ roundTrips: 1, parses: 0 });
+      const simple = await counter.measure(() => pgClient.query('SELECT 1; SELECT 2'), 0);
+      expect(simple.counts).to.include({ roundTrips: 1, parses: 1 });
+    } finally {
+      counter.detach();
+    }
+  });
+
   it('counts two pg queries queued at once as two round trips', async () => {
     const counter = countTraffic(pgClient);
     try {
@@ -279,6 +294,34 @@ for (const { kind, connection } of BUDGET_CASES) {
       expect(acquired).to.equal(true);
     });
 
+    if (kind.dialect === 'postgres') {
+      it(`a warmed-up cycle makes the server parse nothing on ${kind.name}`, async () => {
+        const cycle = async () => {
+          const lock = scope.lock(target, uniqueKey());
+          expect(await lock.acquire({ block: false })).to.equal(true);
+          await lock.release();
+          expect(await lock.acquire()).to.equal(true);
+          await lock.release();
+          expect(await lock.acquire({ timeout: 1_000 })).to.equal(true);
+          await lock.release();
+        };
+        await cycle();
+        const { counts, calls } = await counter.measure(cycle);
+        expect(counts, sent(calls)).to.include({ roundTrips: 6, parses: 0 });
+      });
+
+      it(`preparedStatements: false parses every statement on ${kind.name}`, async () => {
+        const lock = scope.lock(target, uniqueKey(), { preparedStatements: false });
+        const { counts } = await counter.measure(async () => {
+          for (let i = 0; i < 2; i += 1) {
+            expect(await lock.acquire({ block: false })).to.equal(true);
+            await lock.release();
+          }
+        });
+        expect(counts).to.include({ roundTrips: 4, parses: 4 });
+      });
+    }
+
     if (kind.pooled) {
       it(`locks on ${kind.name} reuse its idle connection instead of opening one`, async () => {
         const sizeBefore = poolSize(target);
@@ -464,6 +507,20 @@ for (const kind of TRANSACTION_KINDS) {
           const lock = scope.lock(target, uniqueKey(), options);
           await lock.acquire();
           await expectRoundTrips(counter, 1, () => lock.release());
+        });
+      }
+
+      if (kind.dialect === 'postgres') {
+        // A wait inside a transaction is a savepoint script, parsed each time; see the README.
+        it(`a warmed-up ${xact ? 'try parses' : 'try and release parse'} nothing in ${kind.name}`, async () => {
+          const cycle = async () => {
+            const lock = scope.lock(target, uniqueKey(), options);
+            expect(await lock.acquire({ block: false })).to.equal(true);
+            if (!xact) await lock.release();
+          };
+          await cycle();
+          const { counts, calls } = await counter.measure(cycle);
+          expect(counts, sent(calls)).to.include({ roundTrips: xact ? 1 : 2, parses: 0 });
         });
       }
 

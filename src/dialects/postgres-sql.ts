@@ -1,9 +1,12 @@
 /**
- * The SQL of PostgreSQL advisory locks. Keys reach SQL text only as validated int64 literals;
- * everything else here is fixed text.
+ * The SQL of PostgreSQL advisory locks. The statements of every lock operation are fixed text
+ * with the key as a bound parameter, prepared once per connection; only the rarer multi-statement
+ * scripts (a wait inside a transaction, a session's first wait) carry keys, as validated int64
+ * literals.
  */
 import { ensureInt64 } from '../keys.js';
 import type { LockMode, Wait } from './dialect.js';
+import type { Statement } from './postgres-statements.js';
 
 const SAVEPOINT = 'knex_dlock_wait';
 const WAIT_FUNCTION = 'pg_temp.knex_dlock_wait';
@@ -37,13 +40,36 @@ function ownGrantFilter(key: string, shared: string): string {
   );
 }
 
+const lockStatements = new Map<string, Statement>();
+
+/** The try / unlock statement of one mode, prepared once per connection: `$1` is the key. */
+export function lockStatement(mode: LockMode, attempt: 'try' | 'unlock'): Statement {
+  const fn = functionName(mode, attempt);
+  let statement = lockStatements.get(fn);
+  if (!statement) {
+    const column = attempt === 'try' ? 'acquired' : 'released';
+    statement = { id: fn, text: `SELECT ${fn}($1) AS ${column}` };
+    lockStatements.set(fn, statement);
+  }
+  return statement;
+}
+
 /**
  * Unlocks a hold that this session may have been granted just as its wait failed: PostgreSQL
  * can report a lock timeout or cancel although it granted the lock. A failed wait means the
  * session did not hold that mode before (a held mode is re-granted at once), so a granted row
- * for this pid and mode can only be that stray grant.
+ * for this pid and mode can only be that stray grant. `$1` is the key.
  */
-export function undoStrayGrantSql(key: bigint, mode: LockMode): string {
+export function undoStrayGrantStatement(mode: LockMode): Statement {
+  const fn = functionName(mode, 'unlock');
+  return {
+    id: `undo_${fn}`,
+    text: `SELECT ${fn}($1) AS undone FROM pg_locks WHERE ${ownGrantFilter('$1::int8', String(mode.shared))}`,
+  };
+}
+
+/** As {@link undoStrayGrantStatement}, as text with the key in it, to follow other statements. */
+function undoStrayGrantSql(key: bigint, mode: LockMode): string {
   const literal = int8Literal(key);
   return (
     `SELECT ${functionName(mode, 'unlock')}(${literal}) AS undone FROM pg_locks ` +
@@ -54,10 +80,14 @@ export function undoStrayGrantSql(key: bigint, mode: LockMode): string {
 /**
  * A session-level wait in one statement that cannot fail on a timeout, a cancel or a deadlock:
  * it answers 'acquired', 'timeout', 'cancelled' or 'deadlock', and undoes a grant that raced a
- * timeout or cancel. Living in pg_temp, it is private to the session and gone with it;
- * PL/pgSQL compiles it once per session.
+ * timeout or cancel. It sets lock_timeout itself, transaction-local: called as one statement
+ * outside a transaction block, the setting ends with the statement. statement_timeout cannot be
+ * lifted from inside (the server armed it when the statement began), so with one in force the
+ * function answers 'statement-timeout' instead of waiting, and the caller lifts it first.
+ * Living in pg_temp, it is private to the session and gone with it; PL/pgSQL compiles it once
+ * per session.
  */
-const CREATE_WAIT_FUNCTION = `CREATE OR REPLACE FUNCTION ${WAIT_FUNCTION}(key int8, shared bool)
+const CREATE_WAIT_FUNCTION = `CREATE OR REPLACE FUNCTION ${WAIT_FUNCTION}(key int8, shared bool, timeout_ms int4)
 RETURNS text LANGUAGE plpgsql AS $knex_dlock$
 BEGIN
   -- Uncontended, a try is enough, and skips the subtransaction that the handler below costs.
@@ -65,6 +95,11 @@ BEGIN
   IF (CASE WHEN shared THEN pg_try_advisory_lock_shared(key) ELSE pg_try_advisory_lock(key) END) THEN
     RETURN 'acquired';
   END IF;
+  IF current_setting('statement_timeout') <> '0' THEN
+    RETURN 'statement-timeout';
+  END IF;
+  -- 0 disables the timeout: that is how "forever" waits.
+  PERFORM set_config('lock_timeout', timeout_ms || 'ms', true);
   BEGIN
     IF shared THEN PERFORM pg_advisory_lock_shared(key); ELSE PERFORM pg_advisory_lock(key); END IF;
     RETURN 'acquired';
@@ -83,15 +118,25 @@ BEGIN
 END
 $knex_dlock$`;
 
+/** The call of the wait function, prepared once per connection: key, shared, timeout in ms. */
+export const WAIT_FUNCTION_CALL: Statement = {
+  id: 'wait',
+  text: `SELECT ${WAIT_FUNCTION}($1, $2, $3) AS outcome`,
+};
+
+export function waitFunctionParams(key: bigint, mode: LockMode, wait: Wait): unknown[] {
+  return [key, mode.shared, lockTimeoutMs(wait)];
+}
+
 /**
- * A session-level blocking wait outside a transaction, in one round trip whatever its outcome:
- * the statements form one implicit transaction, so local settings end with it. `create` (re)defines
- * the wait function first, for a session that has not got it yet.
+ * The wait function's call as one simple query that first lifts statement_timeout for its
+ * implicit transaction, and first (re)defines the function when `create`: for a session that
+ * has not got it yet, or has a statement_timeout in force. Still one round trip.
  */
-export function waitFunctionCallSql(key: bigint, mode: LockMode, wait: Wait, create: boolean) {
+export function waitFunctionScriptSql(key: bigint, mode: LockMode, wait: Wait, create: boolean) {
   const call =
-    `${setWaitTimeouts(wait)}; ` +
-    `SELECT ${WAIT_FUNCTION}(${int8Literal(key)}, ${mode.shared}) AS outcome`;
+    `SELECT set_config('statement_timeout', '0', true); ` +
+    `SELECT ${WAIT_FUNCTION}(${int8Literal(key)}, ${mode.shared}, ${lockTimeoutMs(wait)}) AS outcome`;
   return create ? `${CREATE_WAIT_FUNCTION}; ${call}` : call;
 }
 

@@ -4,14 +4,15 @@ import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../keys.j
 import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from './dialect.js';
 import {
   failedWaitCleanupSql,
-  functionName,
+  lockStatement,
   plainWaitSql,
   ROLLBACK_SAVEPOINT,
-  undoStrayGrantSql,
-  waitFunctionCallSql,
+  undoStrayGrantStatement,
+  WAIT_FUNCTION_CALL,
+  waitFunctionParams,
+  waitFunctionScriptSql,
 } from './postgres-sql.js';
-
-export { undoStrayGrantSql };
+import { runStatement, takeTempDropped } from './postgres-statements.js';
 
 const LOCK_TIMEOUT = '55P03';
 const QUERY_CANCELED = '57014';
@@ -53,8 +54,18 @@ function acquireError(err: unknown): Error {
   );
 }
 
-/** Per connection: whether its session has the wait function, or cannot have one. */
-const waitFunction = new WeakMap<object, 'created' | 'unavailable'>();
+/**
+ * Per session: whether it has the wait function, cannot have one, or has a statement_timeout in
+ * force, so that each wait must lift it in the same round trip.
+ */
+const WAIT_FUNCTION = Symbol('postgres wait function');
+type WaitFunctionState = 'created' | 'unavailable' | 'lifts-statement-timeout';
+
+function waitFunctionState(session: SqlSession): WaitFunctionState | undefined {
+  // DISCARD TEMP / ALL seen on the connection: the function is gone.
+  if (takeTempDropped(session)) session.memo.delete(WAIT_FUNCTION);
+  return session.memo.get(WAIT_FUNCTION) as WaitFunctionState | undefined;
+}
 
 /**
  * A session-level wait through the pg_temp wait function: one round trip whatever the outcome.
@@ -67,32 +78,43 @@ async function waitThroughFunction(
   mode: LockMode,
   wait: Wait,
   cancelled: () => boolean,
+  prepared: boolean,
 ): Promise<boolean | undefined> {
-  const known = waitFunction.get(session.connection) === 'created';
+  const state = waitFunctionState(session);
+  const known = state !== undefined;
   let results: Row[][];
   try {
-    results = await session.query(waitFunctionCallSql(key, mode, wait, !known));
+    results =
+      state === 'created' && prepared
+        ? await runStatement(session, WAIT_FUNCTION_CALL, waitFunctionParams(key, mode, wait), true)
+        : await session.query(waitFunctionScriptSql(key, mode, wait, !known));
   } catch (err) {
     const code = errorCode(err);
     if (known && (code === UNDEFINED_FUNCTION || code === INVALID_SCHEMA)) {
-      // The session lost its temporary objects (DISCARD TEMP / ALL): define the function again.
-      waitFunction.delete(session.connection);
-      return waitThroughFunction(session, key, mode, wait, cancelled);
+      // The session lost its temporary objects unseen: define the function again.
+      session.memo.delete(WAIT_FUNCTION);
+      return waitThroughFunction(session, key, mode, wait, cancelled, prepared);
     }
     if (!known && CANNOT_CREATE.has(code as string)) {
-      waitFunction.set(session.connection, 'unavailable');
+      session.memo.set(WAIT_FUNCTION, 'unavailable');
       return undefined;
     }
     // A cancel that landed outside the function's own handler may still have raced a grant.
     if (code === QUERY_CANCELED && cancelled()) {
-      await session.query(undoStrayGrantSql(key, mode));
+      await runStatement(session, undoStrayGrantStatement(mode), [key], prepared);
       return false;
     }
     throw acquireError(err);
   }
-  waitFunction.set(session.connection, 'created');
+  if (!known) session.memo.set(WAIT_FUNCTION, 'created');
   const outcome = firstRowValue(results[results.length - 1], 'outcome');
   if (outcome === 'acquired') return true;
+  if (outcome === 'statement-timeout') {
+    // The function did not wait: the session has a statement_timeout, which only a setting made
+    // before the call can lift. Waits on this session lift it from now on.
+    session.memo.set(WAIT_FUNCTION, 'lifts-statement-timeout');
+    return waitThroughFunction(session, key, mode, wait, cancelled, prepared);
+  }
   if (outcome === 'timeout' || (outcome === 'cancelled' && cancelled())) return false;
   if (outcome === 'deadlock') throw deadlock();
   throw databaseError(
@@ -128,35 +150,47 @@ async function plainWait(
   }
 }
 
-/** PostgreSQL advisory locks: session or transaction level, exclusive or shared. */
-export const postgresDialect: Dialect<bigint> = {
-  name: 'postgres',
+/**
+ * PostgreSQL advisory locks: session or transaction level, exclusive or shared. With `prepared`,
+ * the statements of every lock operation are prepared once per connection; without, they are
+ * parsed each time (for poolers that cannot carry prepared statements).
+ */
+function postgresDialectWith(prepared: boolean): Dialect<bigint> {
+  return {
+    name: 'postgres',
 
-  convertKey: postgresKey,
+    convertKey: postgresKey,
 
-  checkConvertedKey: ensureInt64,
+    checkConvertedKey: ensureInt64,
 
-  checkMode() {},
+    checkMode() {},
 
-  async acquire(session, key, mode, wait, cancelled) {
-    if (wait.kind === 'try') {
-      const results = await session
-        .query(`SELECT ${functionName(mode, 'try')}($1) AS acquired`, [key])
-        .catch((err: unknown) => Promise.reject(acquireError(err)));
-      return firstRowValue(results[0], 'acquired') === true;
-    }
-    const inTransaction = session.inTransaction();
-    if (!inTransaction && !mode.xact && waitFunction.get(session.connection) !== 'unavailable') {
-      const outcome = await waitThroughFunction(session, key, mode, wait, cancelled);
-      if (outcome !== undefined) return outcome;
-    }
-    return plainWait(session, key, mode, wait, cancelled, inTransaction);
-  },
+    async acquire(session, key, mode, wait, cancelled) {
+      if (wait.kind === 'try') {
+        const results = await runStatement(
+          session,
+          lockStatement(mode, 'try'),
+          [key],
+          prepared,
+        ).catch((err: unknown) => Promise.reject(acquireError(err)));
+        return firstRowValue(results[0], 'acquired') === true;
+      }
+      const inTransaction = session.inTransaction();
+      if (!inTransaction && !mode.xact && waitFunctionState(session) !== 'unavailable') {
+        const outcome = await waitThroughFunction(session, key, mode, wait, cancelled, prepared);
+        if (outcome !== undefined) return outcome;
+      }
+      return plainWait(session, key, mode, wait, cancelled, inTransaction);
+    },
 
-  async release(session, key, mode) {
-    const results = await session.query(`SELECT ${functionName(mode, 'unlock')}($1) AS released`, [
-      key,
-    ]);
-    return firstRowValue(results[0], 'released') === true;
-  },
-};
+    async release(session, key, mode) {
+      const results = await runStatement(session, lockStatement(mode, 'unlock'), [key], prepared);
+      return firstRowValue(results[0], 'released') === true;
+    },
+  };
+}
+
+export const postgresDialect = postgresDialectWith(true);
+
+/** {@link postgresDialect} without prepared statements. */
+export const unpreparedPostgresDialect = postgresDialectWith(false);

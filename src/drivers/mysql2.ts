@@ -71,6 +71,7 @@ function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | un
 /** Runs statements on one callback-style connection, which mysql2 sends in call order. */
 class MysqlSession implements SqlSession {
   #flavor: 'mysql' | 'mariadb' | undefined;
+  readonly memo = new Map<symbol, unknown>();
 
   constructor(readonly connection: MysqlConnectionLike) {}
 

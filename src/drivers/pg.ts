@@ -8,14 +8,20 @@ interface PgResult {
   rows: Row[];
 }
 
+/** A query as node-postgres takes it; `name` makes it a prepared statement of the connection. */
+interface PgQueryConfig {
+  name?: string;
+  text: string;
+  values?: unknown[];
+}
+
+type PgCallback = (err: Error | null, result: PgResult | PgResult[]) => void;
+
 /** The parts of a node-postgres `Client` (or `PoolClient`) the library uses. */
 export interface PgClientLike extends ConnectionEmitter {
   query(sql: string, params?: unknown[]): Promise<PgResult | PgResult[]>;
-  query(
-    sql: string,
-    params: unknown[] | undefined,
-    callback: (err: Error | null, result: PgResult | PgResult[]) => void,
-  ): void;
+  query(sql: string, params: unknown[] | undefined, callback: PgCallback): void;
+  query(config: PgQueryConfig, callback: PgCallback): void;
   connect(): Promise<unknown>;
   end(): Promise<void>;
   readonly processID: number | null;
@@ -68,10 +74,21 @@ function rowsOf(result: PgResult | PgResult[]): Row[][] {
 class PgSession implements SqlSession {
   /** Statements waiting for the one that runs; undefined while none runs. */
   #queued: (() => void)[] | undefined;
+  readonly memo = new Map<symbol, unknown>();
+  readonly watchCommandTags: SqlSession['watchCommandTags'];
 
-  constructor(readonly connection: PgClientLike) {}
+  constructor(readonly connection: PgClientLike) {
+    // The JavaScript client's protocol connection reports each CommandComplete; libpq's does not.
+    const protocol = (connection as { connection?: ProtocolEvents }).connection;
+    if (typeof protocol?.on === 'function') {
+      this.watchCommandTags = (listener) =>
+        protocol.on('commandComplete', (message: { text?: unknown }) => {
+          if (typeof message.text === 'string') listener(message.text);
+        });
+    }
+  }
 
-  query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
+  query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]> {
     return new Promise<Row[][]>((resolve, reject) => {
       const done = (err: unknown, result?: PgResult | PgResult[]) => {
         const next = this.#queued?.shift();
@@ -82,7 +99,9 @@ class PgSession implements SqlSession {
       };
       const send = () => {
         try {
-          this.connection.query(sql, params as unknown[] | undefined, done);
+          const values = params as unknown[] | undefined;
+          if (name === undefined) this.connection.query(sql, values, done);
+          else this.connection.query({ name, text: sql, values }, done);
         } catch (err) {
           done(err);
         }
@@ -109,6 +128,10 @@ class PgSession implements SqlSession {
   async ping(): Promise<void> {
     await this.query('SELECT 1');
   }
+}
+
+interface ProtocolEvents {
+  on(event: 'commandComplete', listener: (message: { text?: unknown }) => void): unknown;
 }
 
 /** The session of a client; one per client, as it keeps no state of a lease. */

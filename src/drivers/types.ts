@@ -9,9 +9,21 @@ export interface SqlSession {
   readonly connection: object;
   /**
    * Runs `sql` with bound `params` and resolves one array of rows per statement (a multi-statement
-   * string, sent only without params, gives several).
+   * string, sent only without params, gives several). With `name`, a driver that can keeps `sql`
+   * prepared on the connection under that name, so that the server parses it only once; the
+   * caller gives each distinct text its own name.
    */
-  query(sql: string, params?: readonly unknown[]): Promise<Row[][]>;
+  query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]>;
+  /**
+   * What a dialect remembers about this connection (which prepared statements and session
+   * functions it has made); lives exactly as long as the session.
+   */
+  readonly memo: Map<symbol, unknown>;
+  /**
+   * Calls `listener` with the command tag of every statement the connection completes, whoever
+   * sent it (e.g. "DISCARD ALL"); undefined when the driver cannot report them.
+   */
+  readonly watchCommandTags?: (listener: (tag: string) => void) => void;
   /** Whether the connection is inside a transaction block right now. */
   inTransaction(): boolean;
   /** Which MySQL-family server answers, when the driver knows; undefined for PostgreSQL. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { undoStrayGrantSql } from '../../src/dialects/postgres-sql.js';
+import { undoStrayGrantStatement } from '../../src/dialects/postgres-sql.js';
 import { PostgresLock } from '../../src/index.js';
 import { databaseUrls } from '../support/databases.js';
 
@@ -29,11 +29,11 @@ describe('PostgreSQL dialect: undoing a grant that raced a failed wait', () => {
         const fn = shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock';
         await client.query(`SELECT ${fn}($1)`, [key]);
         expect(await held(key)).to.equal(1);
-        await client.query(undoStrayGrantSql(key, { shared: !shared, xact: false }));
+        await client.query(undoStrayGrantStatement({ shared: !shared, xact: false }).text, [key]);
         expect(await held(key), 'the other mode must be left alone').to.equal(1);
-        await client.query(undoStrayGrantSql(key, { shared, xact: false }));
+        await client.query(undoStrayGrantStatement({ shared, xact: false }).text, [key]);
         expect(await held(key)).to.equal(0);
-        await client.query(undoStrayGrantSql(key, { shared, xact: false }));
+        await client.query(undoStrayGrantStatement({ shared, xact: false }).text, [key]);
         expect(await held(key)).to.equal(0);
       });
     }

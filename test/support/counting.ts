@@ -9,6 +9,9 @@
  *   answer count twice.
  * - Statements are executed SQL statements: one per pg Execute, one per `;`-separated statement
  *   of a simple query or a MySQL COM_QUERY, one per COM_STMT_EXECUTE.
+ * - Parses are requests that make the server parse SQL text: pg's Parse messages and simple
+ *   queries, MySQL's COM_QUERY and COM_STMT_PREPARE. A prepared statement's later executions
+ *   parse nothing.
  * - Query calls are calls of the driver's `query` / `execute` methods, with their SQL, so that a
  *   benchmark can replay exactly what the library sent.
  * - Connections opened are counted for pools from their creation events.
@@ -20,6 +23,7 @@ export interface TrafficCounts {
   readonly roundTrips: number;
   readonly statements: number;
   readonly messages: number;
+  readonly parses: number;
   readonly queryCalls: number;
   readonly connectionsOpened: number;
 }
@@ -40,6 +44,7 @@ interface Watched {
 const PG_MESSAGE_TYPES = new Set('QPBDESHCXFdcf'.split(''));
 const MYSQL_COM_QUIT = 0x01;
 const MYSQL_COM_QUERY = 0x03;
+const MYSQL_COM_STMT_PREPARE = 0x16;
 const MYSQL_COM_STMT_EXECUTE = 0x17;
 /** Commands the server does not answer: they end a burst without costing a round trip. */
 const MYSQL_UNANSWERED = new Set([MYSQL_COM_QUIT, 0x19 /* COM_STMT_CLOSE */]);
@@ -70,6 +75,7 @@ export class TrafficCounter {
   #roundTrips = 0;
   #statements = 0;
   #messages = 0;
+  #parses = 0;
   #queryCalls = 0;
   #connectionsOpened = 0;
   #calls: QueryCall[] = [];
@@ -85,6 +91,7 @@ export class TrafficCounter {
       roundTrips: this.#roundTrips,
       statements: this.#statements,
       messages: this.#messages,
+      parses: this.#parses,
       queryCalls: this.#queryCalls,
       connectionsOpened: this.#connectionsOpened,
     };
@@ -97,6 +104,7 @@ export class TrafficCounter {
       roundTrips: now.roundTrips - before.roundTrips,
       statements: now.statements - before.statements,
       messages: now.messages - before.messages,
+      parses: now.parses - before.parses,
       queryCalls: now.queryCalls - before.queryCalls,
       connectionsOpened: now.connectionsOpened - before.connectionsOpened,
     };
@@ -239,9 +247,10 @@ export class TrafficCounter {
     const onData = () => {
       answeredSinceWrite = true;
     };
-    const countMessage = (weight: number) => {
+    const countMessage = (weight: number, parsesSql: boolean) => {
       this.#messages += 1;
       this.#statements += weight;
+      if (parsesSql) this.#parses += 1;
     };
     const startRequest = () => {
       if (answeredSinceWrite) this.#roundTrips += 1;
@@ -363,7 +372,7 @@ function socketOf(connection: object, protocol: Protocol): Socket {
 }
 
 type OnRequest = () => void;
-type OnMessage = (statements: number) => void;
+type OnMessage = (statements: number, parsesSql: boolean) => void;
 
 /**
  * Parses PostgreSQL frontend messages (type byte + int32 length) from an established
@@ -382,8 +391,8 @@ function parsePg(buffer: Buffer, onRequest: OnRequest, onMessage: OnMessage): Bu
     if (buffer.length - offset < 1 + length) break;
     const body = buffer.subarray(offset + 5, offset + 1 + length);
     if (type !== 'X') onRequest();
-    if (type === 'Q') onMessage(countStatements(body.toString('utf8', 0, body.length - 1)));
-    else onMessage(type === 'E' ? 1 : 0);
+    if (type === 'Q') onMessage(countStatements(body.toString('utf8', 0, body.length - 1)), true);
+    else onMessage(type === 'E' ? 1 : 0, type === 'P');
     offset += 1 + length;
   }
   return Buffer.from(buffer.subarray(offset));
@@ -403,8 +412,10 @@ function parseMysql(buffer: Buffer, onRequest: OnRequest, onMessage: OnMessage):
     if (sequence === 0 && command !== undefined) {
       if (!MYSQL_UNANSWERED.has(command)) onRequest();
       if (command === MYSQL_COM_QUERY) {
-        onMessage(countStatements(buffer.toString('utf8', offset + 5, offset + 4 + length)));
-      } else onMessage(command === MYSQL_COM_STMT_EXECUTE ? 1 : 0);
+        onMessage(countStatements(buffer.toString('utf8', offset + 5, offset + 4 + length)), true);
+      } else {
+        onMessage(command === MYSQL_COM_STMT_EXECUTE ? 1 : 0, command === MYSQL_COM_STMT_PREPARE);
+      }
     }
     offset += 4 + length;
   }
