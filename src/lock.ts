@@ -9,6 +9,7 @@ import {
   LockNotHeldError,
 } from './errors.js';
 import { parseWait, type AcquireOptions } from './options.js';
+import { holdStarted, traceAcquire, traceLoss, traceRelease } from './trace.js';
 
 type State = 'idle' | 'acquiring' | 'held' | 'releasing' | 'lost';
 
@@ -52,6 +53,8 @@ export abstract class BaseLock<
   #stop: Stop | undefined;
   /** Kept here so that a connection shared with other locks need only keep it weakly. */
   #onConnectionLost: ((cause: unknown) => void) | undefined;
+  /** When the current hold began, kept only while tracing. */
+  #heldSince: number | undefined;
 
   /** @internal Use {@link createLock}. */
   protected constructor(parts: LockParts<Key>) {
@@ -138,6 +141,7 @@ export abstract class BaseLock<
   }
 
   async #acquire(wait: Wait, signal: Stop): Promise<boolean> {
+    const trace = traceAcquire(String(this.key), wait);
     let hold: Hold | undefined;
     try {
       hold = await this.#strategy.acquire({
@@ -152,19 +156,23 @@ export abstract class BaseLock<
       });
     } catch (err) {
       this.#state = 'idle';
+      trace?.failed(err);
       throw err instanceof DlockError || (signal.aborted && err === signal.reason)
         ? err
         : databaseError('Acquiring the lock', err);
     }
     if (!hold) {
       this.#state = 'idle';
+      trace?.notGranted();
       return false;
     }
+    trace?.granted(hold.session);
     this.#held(hold);
     return true;
   }
 
   #held(hold: Hold): void {
+    this.#heldSince = holdStarted();
     this.#hold = hold;
     this.#state = 'held';
     this.#lost = undefined;
@@ -219,6 +227,7 @@ export abstract class BaseLock<
     if (outcome === 'closed' && (this.#state as State) === 'lost') {
       throw new LockLostError('The lock was lost while it was being released.');
     }
+    traceRelease(String(this.key), hold.session, this.#heldSince);
     this.#finish();
     if (outcome === 'not-held') {
       throw new LockNotHeldError(
@@ -283,6 +292,7 @@ export abstract class BaseLock<
     );
     this.#finish();
     this.#state = 'lost';
+    traceLoss(String(this.key), hold?.session, cause);
     hold?.discard();
     this.#lost ??= new AbortController();
     this.#lost.abort(error);

@@ -1,5 +1,6 @@
 import type { SqlSession } from '../drivers/types.js';
 import { databaseError, DlockError, LockDeadlockError, LockTableFullError } from '../errors.js';
+import { traceServerWait } from '../trace.js';
 import type { LockRequest } from './strategy.js';
 
 /** How one acquire on one session ended; `clean` says the session surely holds nothing of it. */
@@ -29,7 +30,10 @@ export async function acquireOnSession<Key>(
   // A try returns at once by itself. A failed cancel is ignored: the wait then simply ends on
   // its own terms.
   const onAbort = () => void (cancelling = session.cancel().catch(() => undefined));
-  if (wait.kind !== 'try') signal.addEventListener('abort', onAbort, { once: true });
+  if (wait.kind !== 'try') {
+    signal.addEventListener('abort', onAbort, { once: true });
+    traceServerWait(request.label, session, wait);
+  }
   let acquired: boolean;
   try {
     acquired = await dialect.acquire(session, key, mode, wait, () => signal.aborted);

@@ -1,5 +1,6 @@
 import type { ConnectionSettings, Driver } from '../drivers/types.js';
 import { databaseError } from '../errors.js';
+import { traceConnection } from '../trace.js';
 import { waitOrGiveUp } from './give-up.js';
 import { LockConnection, type LockConnectionOwner, type SharedHold } from './lock-connection.js';
 import type { StopSignal } from './stop.js';
@@ -149,6 +150,7 @@ export class LockConnectionPool implements LockConnectionOwner {
       queueMicrotask(() => this.#serve());
     }
     this.#connections.add(connection);
+    traceConnection('opened', connection.session);
     connection.begin();
     if (purpose === 'wait') connection.waiting = true;
     return connection;
@@ -237,6 +239,7 @@ export class LockConnectionPool implements LockConnectionOwner {
       this.#waits -= 1;
     }
     this.#serve();
+    traceConnection('closed', connection.session, cause);
     await (cause === undefined ? connection.lease.release() : connection.lease.destroy());
   }
 }

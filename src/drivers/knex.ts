@@ -2,11 +2,12 @@ import { InvalidOptionError } from '../errors.js';
 import type { ConnectionLease, ConnectionSettings, Driver } from './types.js';
 import { openedPgLease, pgLease, pgSettings, type PgClientLike } from './pg.js';
 import { mysqlLease, openedMysqlLease, type MysqlConnectionLike } from './mysql2.js';
-import { CALLER_OWNED, type GiveBack } from './lease.js';
+import { CALLER_OWNED, type GiveBack, type SessionWrapper } from './lease.js';
 import { runBefore } from './run-before.js';
+import { KnexReportedSession, type KnexEventClient } from './knex-events.js';
 
 /** The parts of `knex.client` the library uses. */
-interface KnexClientLike {
+interface KnexClientLike extends KnexEventClient {
   readonly driverName?: string;
   acquireConnection(): Promise<unknown>;
   releaseConnection(connection: unknown): Promise<unknown>;
@@ -55,10 +56,20 @@ export function supportedKnexDriver(knex: KnexLike): KnexDriverName | undefined 
     : undefined;
 }
 
-function leaseFor(driverName: KnexDriverName, connection: unknown, giveBack: GiveBack) {
+/** Statements on a knex target's connections are reported as knex reports its own. */
+function reportingTo(client: KnexEventClient): SessionWrapper {
+  return (session) => new KnexReportedSession(session, client);
+}
+
+function leaseFor(
+  client: KnexClientLike,
+  driverName: KnexDriverName,
+  connection: unknown,
+  giveBack: GiveBack,
+) {
   return KNEX_DRIVERS[driverName] === 'postgres'
-    ? pgLease(connection as PgClientLike, giveBack)
-    : mysqlLease(connection as MysqlConnectionLike, giveBack);
+    ? pgLease(connection as PgClientLike, giveBack, reportingTo(client))
+    : mysqlLease(connection as MysqlConnectionLike, giveBack, reportingTo(client));
 }
 
 /** Watchers of each knex transaction's end, installed once per transaction. */
@@ -106,7 +117,7 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
         );
       }
       const connection = await trx.client.acquireConnection();
-      const lease = leaseFor(driverName, connection, CALLER_OWNED);
+      const lease = leaseFor(trx.client, driverName, connection, CALLER_OWNED);
       return Object.assign(lease, {
         onTransactionEnding: (onEnding: () => void) => onTransactionEnding(trx, onEnding),
       });
@@ -128,7 +139,7 @@ export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
     identity: client,
     async lease() {
       const raw = await client.acquireConnection();
-      return leaseFor(driverName, raw, {
+      return leaseFor(client, driverName, raw, {
         release: async () => void (await client.releaseConnection(raw)),
         async destroy() {
           (raw as { __knex__disposed?: unknown }).__knex__disposed =
@@ -144,7 +155,7 @@ export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
       const raw = await client.acquireRawConnection();
       const close = async () =>
         void (await client.destroyRawConnection(raw).catch(() => undefined));
-      return leaseFor(driverName, raw, {
+      return leaseFor(client, driverName, raw, {
         release: close,
         destroy: async () => (await close(), true),
       });
@@ -162,8 +173,8 @@ function openWithSettings(
 ): Promise<ConnectionLease> {
   if (KNEX_DRIVERS[driverName] === 'postgres') {
     const pg = client.driver as { Client: new (config: object) => PgClientLike };
-    return openedPgLease(new pg.Client(pgSettings(settings)));
+    return openedPgLease(new pg.Client(pgSettings(settings)), reportingTo(client));
   }
   const mysql = client.driver as { createConnection(settings: unknown): MysqlConnectionLike };
-  return openedMysqlLease(mysql.createConnection(settings));
+  return openedMysqlLease(mysql.createConnection(settings), reportingTo(client));
 }

@@ -65,6 +65,11 @@ class Lease implements ConnectionLease {
   }
 }
 
+/** Presents a driver's session differently to the locks, e.g. reporting each statement. */
+export type SessionWrapper = (session: SqlSession) => SqlSession;
+
+export const unwrapped: SessionWrapper = (session) => session;
+
 export function leaseConnection(
   connection: ConnectionEmitter,
   session: SqlSession,

@@ -1,6 +1,12 @@
 import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
-import { CALLER_OWNED, leaseConnection, type GiveBack } from './lease.js';
+import {
+  CALLER_OWNED,
+  leaseConnection,
+  unwrapped,
+  type GiveBack,
+  type SessionWrapper,
+} from './lease.js';
 import { perConnection } from './per-connection.js';
 import { runBefore } from './run-before.js';
 
@@ -75,6 +81,10 @@ class MysqlSession implements SqlSession {
 
   constructor(readonly connection: MysqlConnectionLike) {}
 
+  get serverId(): number | undefined {
+    return this.connection.threadId ?? undefined;
+  }
+
   query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
     return new Promise<Row[][]>((resolve, reject) => {
       this.connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
@@ -139,18 +149,26 @@ async function openConnection(
   return conn;
 }
 
-export function mysqlLease(connection: MysqlConnectionLike, giveBack: GiveBack): ConnectionLease {
-  return leaseConnection(connection, mysqlSession(connection), giveBack, () => connection);
+/** Lends `connection`; `present` can wrap its session (e.g. to report statements to knex). */
+export function mysqlLease(
+  connection: MysqlConnectionLike,
+  giveBack: GiveBack,
+  present: SessionWrapper = unwrapped,
+): ConnectionLease {
+  return leaseConnection(connection, present(mysqlSession(connection)), giveBack, () => connection);
 }
 
 /** Connects `connection` and lends it as a connection of the library's own: releasing closes it. */
-export async function openedMysqlLease(connection: MysqlConnectionLike): Promise<ConnectionLease> {
+export async function openedMysqlLease(
+  connection: MysqlConnectionLike,
+  present?: SessionWrapper,
+): Promise<ConnectionLease> {
   connection.on('error', () => undefined);
   await new Promise<void>((resolve, reject) =>
     connection.connect((err) => (err ? reject(err) : resolve())),
   );
   const close = async () => connection.destroy();
-  return mysqlLease(connection, { release: close, destroy: async () => (close(), true) });
+  return mysqlLease(connection, { release: close, destroy: async () => (close(), true) }, present);
 }
 
 /** A connection the caller owns (callback or promise flavour): never released or closed. */

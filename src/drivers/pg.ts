@@ -1,6 +1,13 @@
 import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
-import { CALLER_OWNED, leaseConnection, type GiveBack, type SocketLike } from './lease.js';
+import {
+  CALLER_OWNED,
+  leaseConnection,
+  unwrapped,
+  type GiveBack,
+  type SessionWrapper,
+  type SocketLike,
+} from './lease.js';
 import { perConnection } from './per-connection.js';
 import { runBefore } from './run-before.js';
 
@@ -114,6 +121,10 @@ class PgSession implements SqlSession {
     });
   }
 
+  get serverId(): number | undefined {
+    return this.connection.processID ?? undefined;
+  }
+
   inTransaction(): boolean {
     const client = this.connection;
     const status =
@@ -165,8 +176,14 @@ export function pgSocket(client: PgClientLike): SocketLike | undefined {
   return (client as { connection?: { stream?: SocketLike } }).connection?.stream;
 }
 
-export function pgLease(connection: PgClientLike, giveBack: GiveBack): ConnectionLease {
-  return leaseConnection(connection, pgSession(connection), giveBack, () => pgSocket(connection));
+/** Lends `connection`; `present` can wrap its session (e.g. to report statements to knex). */
+export function pgLease(
+  connection: PgClientLike,
+  giveBack: GiveBack,
+  present: SessionWrapper = unwrapped,
+): ConnectionLease {
+  const session = present(pgSession(connection));
+  return leaseConnection(connection, session, giveBack, () => pgSocket(connection));
 }
 
 /** A pg config from a URL or a config object. */
@@ -175,11 +192,14 @@ export function pgSettings(settings: ConnectionSettings): object {
 }
 
 /** Connects `client` and lends it as a connection of the library's own: releasing closes it. */
-export async function openedPgLease(client: PgClientLike): Promise<ConnectionLease> {
+export async function openedPgLease(
+  client: PgClientLike,
+  present?: SessionWrapper,
+): Promise<ConnectionLease> {
   client.on('error', () => undefined);
   await client.connect();
   const close = async () => void (await client.end().catch(() => undefined));
-  return pgLease(client, { release: close, destroy: async () => (await close(), true) });
+  return pgLease(client, { release: close, destroy: async () => (await close(), true) }, present);
 }
 
 /** A pg.Client or PoolClient that the caller owns: the lock runs on it and never closes it. */

@@ -26,6 +26,8 @@ export interface SqlSession {
   readonly watchCommandTags?: (listener: (tag: string) => void) => void;
   /** Whether the connection is inside a transaction block right now. */
   inTransaction(): boolean;
+  /** The server's id of this session (PostgreSQL backend pid, MySQL connection id), if known. */
+  readonly serverId?: number | undefined;
   /** Which MySQL-family server answers, when the driver knows; undefined for PostgreSQL. */
   readonly serverFlavor?: 'mysql' | 'mariadb';
   /**

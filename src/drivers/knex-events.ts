@@ -1,0 +1,86 @@
+/**
+ * Statements the library sends through a knex target, reported the way knex reports its own:
+ * the knex client's 'query', 'query-response' and 'query-error' events (which knex forwards to
+ * the transaction and the knex instance) and the `knex:query` debug namespace. Loggers that
+ * listen to knex then show lock activity too; each event object carries `source: 'knex-dlock'`.
+ */
+import { randomUUID } from 'node:crypto';
+import createDebug from 'debug';
+import type { Row, SqlSession } from './types.js';
+
+const knexQueryDebug = createDebug('knex:query');
+
+/** The event side of a knex client. */
+export interface KnexEventClient {
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
+/** The ids knex keeps on a connection it manages. */
+interface KnexConnectionIds {
+  readonly __knexUid?: unknown;
+  readonly __knexTxId?: unknown;
+}
+
+/** `session`, with each statement reported on `client`. */
+export class KnexReportedSession implements SqlSession {
+  constructor(
+    readonly inner: SqlSession,
+    readonly client: KnexEventClient,
+  ) {}
+
+  get connection(): object {
+    return this.inner.connection;
+  }
+
+  get memo(): Map<symbol, unknown> {
+    return this.inner.memo;
+  }
+
+  get watchCommandTags(): SqlSession['watchCommandTags'] {
+    return this.inner.watchCommandTags;
+  }
+
+  get serverId(): number | undefined {
+    return this.inner.serverId;
+  }
+
+  get serverFlavor(): SqlSession['serverFlavor'] {
+    return this.inner.serverFlavor;
+  }
+
+  async query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]> {
+    const { __knexUid, __knexTxId } = this.connection as KnexConnectionIds;
+    const event = {
+      __knexUid,
+      __knexTxId,
+      __knexQueryUid: randomUUID(),
+      method: 'raw',
+      sql,
+      bindings: params ?? [],
+      source: 'knex-dlock',
+    };
+    this.client.emit('query', event);
+    knexQueryDebug(sql.replace(/%/g, '%%'), __knexTxId);
+    let results: Row[][];
+    try {
+      results = await this.inner.query(sql, params, name);
+    } catch (err) {
+      this.client.emit('query-error', err, event);
+      throw err;
+    }
+    this.client.emit('query-response', results[results.length - 1] ?? [], event, undefined);
+    return results;
+  }
+
+  inTransaction(): boolean {
+    return this.inner.inTransaction();
+  }
+
+  cancel(): Promise<void> {
+    return this.inner.cancel();
+  }
+
+  ping(): Promise<void> {
+    return this.inner.ping();
+  }
+}
