@@ -1,11 +1,8 @@
-import {
-  databaseError,
-  InvalidKeyError,
-  InvalidOptionError,
-  LockDeadlockError,
-} from '../errors.js';
+import type { Row, SqlSession } from '../drivers/types.js';
+import { databaseError, InvalidKeyError, InvalidOptionError } from '../errors.js';
 import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../keys.js';
-import { errorNumber, firstRowValue, type Dialect, type Wait } from './dialect.js';
+import { firstRowValue, type Dialect, type Wait } from './dialect.js';
+import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './mysql-outcomes.js';
 
 /** MySQL's limit on lock names, in characters. */
 const MYSQL_NAME_MAX = 64;
@@ -13,8 +10,8 @@ const HASHED_PREFIX_CHARS = 39;
 const HASH_BYTES = 12;
 /** Seconds that both MySQL and MariaDB read as "wait forever" (MariaDB refuses negatives). */
 const FOREVER_SECONDS = 4294967295;
-const DEADLOCK_ERRNOS = new Set([1213, 3058]);
-const INTERRUPTED_ERRNO = 1317;
+const GET_LOCK = 'SELECT GET_LOCK(?, ?) AS acquired';
+const RELEASE_LOCK = 'SELECT RELEASE_LOCK(?) AS released';
 
 /**
  * The MySQL lock name for a key, as sqlalchemy-dlock computes it: strings as they are, integers
@@ -45,11 +42,41 @@ function shortenName(name: string): string {
   return `${codePoints.slice(0, HASHED_PREFIX_CHARS).join('')}~${hashHex(bytes, HASH_BYTES)}`;
 }
 
+/**
+ * The `GET_LOCK` timeout, in seconds, for a wait: 0 for a try, 4294967295 to wait forever (both
+ * servers read it so; MariaDB refuses negatives). A timed wait of `ms` milliseconds becomes
+ * fractional seconds on MariaDB, which honours them (`ms` rounded up to the millisecond), and
+ * whole seconds rounded up on MySQL, which reads the timeout as an integer (it would round
+ * 1.2 to 1 and 0.2 to 0, a try): 1500 ms waits 2 s there, never less than asked. `flavor`
+ * undefined (the driver did not say) is treated as MariaDB.
+ *
+ * @example
+ * ```ts
+ * timeoutSeconds({ kind: 'timed', ms: 1500 }, 'mysql'); // 2
+ * timeoutSeconds({ kind: 'timed', ms: 1500 }, 'mariadb'); // 1.5
+ * ```
+ */
 export function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefined): number {
   if (wait.kind === 'try') return 0;
   if (wait.kind === 'forever') return FOREVER_SECONDS;
-  // MariaDB honours fractions of a second; MySQL reads whole seconds, so round up there.
   return flavor === 'mysql' ? Math.ceil(wait.ms / 1000) : Math.ceil(wait.ms) / 1000;
+}
+
+/** Runs GET_LOCK for `name` on `session` and says what its answer means. */
+async function getLock(
+  session: SqlSession,
+  name: string,
+  wait: Wait,
+  cancelled: () => boolean,
+): Promise<GetLockOutcome> {
+  const seconds = timeoutSeconds(wait, session.serverFlavor);
+  let results: Row[][];
+  try {
+    results = await session.query(GET_LOCK, [name, seconds]);
+  } catch (err) {
+    return getLockErrorOutcome(err, cancelled());
+  }
+  return getLockValueOutcome(firstRowValue(results[0], 'acquired'), cancelled(), name);
 }
 
 /** MySQL / MariaDB named locks (`GET_LOCK`): session level and exclusive only. */
@@ -81,32 +108,29 @@ export const mysqlDialect: Dialect<string> = {
   },
 
   async acquire(session, name, _mode, wait, cancelled) {
-    let result: unknown;
-    try {
-      const seconds = timeoutSeconds(wait, session.serverFlavor);
-      const results = await session.query('SELECT GET_LOCK(?, ?) AS acquired', [name, seconds]);
-      result = firstRowValue(results[0], 'acquired');
-    } catch (err) {
-      const errno = errorNumber(err);
-      if (errno === INTERRUPTED_ERRNO && cancelled()) return false;
-      if (DEADLOCK_ERRNOS.has(errno as number)) {
-        throw new LockDeadlockError(
-          'The database detected a deadlock between named-lock waits and failed this one: ' +
-            'take locks in the same order everywhere, then retry.',
-          { cause: err },
-        );
-      }
-      throw databaseError('GET_LOCK', err);
+    const outcome = await getLock(session, name, wait, cancelled);
+    switch (outcome.kind) {
+      case 'acquired':
+        return true;
+      case 'not-acquired':
+        return false;
+      case 'interrupted':
+        // MySQL's 1317 for our own KILL QUERY. A kill that lands between the grant and the end
+        // of the statement fails it all the same, with the name held: release it. A session
+        // that did not get the grant holds nothing of this attempt, and RELEASE_LOCK of a name
+        // it does not hold changes nothing. (The library never stacks one name on one of its
+        // own connections, so this hold can only be the interrupted attempt's.)
+        await session.query(RELEASE_LOCK, [name]).catch((err: unknown) => {
+          throw databaseError('RELEASE_LOCK after an interrupted GET_LOCK', err);
+        });
+        return false;
+      case 'failed':
+        throw outcome.error;
     }
-    if (result === 1 || result === 1n) return true;
-    if (result === 0 || result === 0n) return false;
-    // MariaDB answers NULL to a wait killed by KILL QUERY.
-    if (cancelled()) return false;
-    throw databaseError('GET_LOCK', new Error(`GET_LOCK(${JSON.stringify(name)}) returned NULL`));
   },
 
   async release(session, name) {
-    const results = await session.query('SELECT RELEASE_LOCK(?) AS released', [name]);
+    const results = await session.query(RELEASE_LOCK, [name]);
     const value = firstRowValue(results[0], 'released');
     return value === 1 || value === 1n;
   },
