@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { MysqlLock, PostgresLock } from '../src/index.js';
 import { expectThrowCode } from './support/expect.js';
 
@@ -67,14 +68,62 @@ describe('MySQL lock names (sqlalchemy-dlock compatible)', () => {
   });
 
   it('a name of 64 code points is kept; 65 is hashed into 64 characters', () => {
-    const emoji64 = '😀'.repeat(64);
-    expect(MysqlLock.convert(emoji64)).to.equal(emoji64);
+    const name64 = 'é'.repeat(64);
+    expect(MysqlLock.convert(name64)).to.equal(name64);
     const long = 'k'.repeat(65);
     const hashed = MysqlLock.convert(long);
     expect(Array.from(hashed)).to.have.length(64);
     expect(hashed).to.match(/^k{39}~[0-9a-f]{24}$/);
     expect(MysqlLock.convert(long)).to.equal(hashed);
     expect(MysqlLock.convert('k'.repeat(66))).to.not.equal(hashed);
+  });
+
+  it("a name over MariaDB's 192 UTF-8 bytes is hashed, though it has 64 code points or fewer", () => {
+    const emoji48 = '😀'.repeat(48);
+    expect(MysqlLock.convert(emoji48), '192 bytes fit').to.equal(emoji48);
+    const over = `x${'😀'.repeat(56)}`;
+    const hashed = MysqlLock.convert(over);
+    expect(hashed).to.equal(`x${'😀'.repeat(38)}~${hashed.slice(-24)}`);
+    expect(Buffer.byteLength(hashed)).to.be.at.most(192);
+    expect(MysqlLock.convert('😀'.repeat(49))).to.not.equal(MysqlLock.convert('😀'.repeat(50)));
+  });
+
+  it('a name with NUL is hashed, so that names MariaDB would cut at NUL stay apart', () => {
+    const names = ['a\0b', 'a\0bz', 'a\0'].map((key) => MysqlLock.convert(key));
+    expect(MysqlLock.convert('a')).to.equal('a');
+    expect(new Set([...names, 'a']).size).to.equal(4);
+    expect(names[0]).to.match(/^a\uFFFDb~[0-9a-f]{24}$/);
+    for (const name of names) expect(name).to.not.include('\0');
+  });
+
+  it('every name fits both servers, is stable, and is the key itself when that fits', () => {
+    const hashedShape = /~[0-9a-f]{24}$/;
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 120 }), (key) => {
+        fc.pre(key.length > 0);
+        const name = MysqlLock.convert(key);
+        expect(Array.from(name).length).to.be.at.most(64);
+        expect(Buffer.byteLength(name)).to.be.at.most(192);
+        expect(name).to.not.include('\0');
+        expect(MysqlLock.convert(key)).to.equal(name);
+        const fits =
+          Array.from(key).length <= 64 && Buffer.byteLength(key) <= 192 && !key.includes('\0');
+        if (fits) expect(name).to.equal(key);
+        else expect(name).to.match(hashedShape);
+      }),
+      { numRuns: 200 },
+    );
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', minLength: 1, maxLength: 80 }),
+        fc.string({ unit: 'binary', minLength: 1, maxLength: 80 }),
+        (a, b) => {
+          fc.pre(a !== b);
+          expect(MysqlLock.convert(a)).to.not.equal(MysqlLock.convert(b));
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 
   it('a 10 000-character name is hashed deterministically', () => {

@@ -36,6 +36,31 @@ describe('MySQL / MariaDB named locks', () => {
     await lock.release();
   });
 
+  it('keys that differ after a NUL are different locks, though MariaDB cuts names at NUL', async () => {
+    const base = uniqueKey();
+    const keys = [base, `${base}\0b`, `${base}\0bz`];
+    const locks = await Promise.all(keys.map(async (key) => createLock(await connection(), key)));
+    for (const lock of locks) expect(await lock.acquire({ block: false })).to.equal(true);
+    for (const lock of locks) await lock.release();
+  });
+
+  it('a name of 64 code points but over 192 UTF-8 bytes locks (hashed), where it would fail', async () => {
+    const conn = await connection();
+    const key = `x${'😀'.repeat(56)}`;
+    const lock = createLock(conn, key);
+    expect(await lock.acquire({ block: false })).to.equal(true);
+    expect(await createLock(await connection(), key).acquire({ block: false })).to.equal(false);
+    await lock.release();
+    // The name as it is fails on the server: this is why it is hashed.
+    const [rows] = await conn
+      .query<mysql.RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS got', [key])
+      .then(
+        (result) => result,
+        (err: { errno?: number }) => [[{ got: `error ${err.errno}` }]] as const,
+      );
+    expect(rows[0]?.got).to.equal('error 1059');
+  });
+
   it('a raw GET_LOCK on the same name is excluded by the library lock', async () => {
     const key = uniqueKey();
     const lock = createLock(await connection(), key);

@@ -6,6 +6,8 @@ import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from '.
 
 /** MySQL's limit on lock names, in characters. */
 const MYSQL_NAME_MAX = 64;
+/** MariaDB's further limit, in UTF-8 bytes (error 1059 beyond it). */
+const MARIADB_NAME_MAX_BYTES = 192;
 const HASHED_PREFIX_CHARS = 39;
 const HASH_BYTES = 12;
 /** Seconds that both MySQL and MariaDB read as "wait forever" (MariaDB refuses negatives). */
@@ -15,9 +17,13 @@ const RELEASE_LOCK = 'SELECT RELEASE_LOCK(?) AS released';
 
 /**
  * The MySQL lock name for a key, as sqlalchemy-dlock computes it: strings as they are, integers
- * as decimal text, bytes decoded as UTF-8. A name over 64 characters (code points) becomes its
- * first 39 characters, `~`, and the 24 hex digits of the 12-byte BLAKE2b digest of its UTF-8
- * bytes: 64 characters, deterministic, and still readable in `SHOW PROCESSLIST`.
+ * as decimal text, bytes decoded as UTF-8. A name that the servers cannot take as it is becomes
+ * its first 39 characters, `~`, and the 24 hex digits of the 12-byte BLAKE2b digest of its
+ * UTF-8 bytes: at most 64 characters and 181 bytes, deterministic, and still readable in
+ * `SHOW PROCESSLIST`. That is a name over 64 characters (code points), as sqlalchemy-dlock
+ * does; and, where this library departs from it, a name over MariaDB's 192 UTF-8 bytes (which
+ * MariaDB refuses) or with a NUL character (at which MariaDB cuts the name, so that `'a\0b'`
+ * and `'a'` would be one lock; in the prefix a NUL shows as U+FFFD).
  */
 export function mysqlName(key: LockKey): string {
   let name: string;
@@ -38,8 +44,13 @@ function shortenName(name: string): string {
   }
   const bytes = utf8(name);
   const codePoints = Array.from(name);
-  if (codePoints.length <= MYSQL_NAME_MAX) return name;
-  return `${codePoints.slice(0, HASHED_PREFIX_CHARS).join('')}~${hashHex(bytes, HASH_BYTES)}`;
+  const fits =
+    codePoints.length <= MYSQL_NAME_MAX &&
+    bytes.length <= MARIADB_NAME_MAX_BYTES &&
+    !name.includes('\0');
+  if (fits) return name;
+  const prefix = codePoints.slice(0, HASHED_PREFIX_CHARS).join('').replaceAll('\0', '\uFFFD');
+  return `${prefix}~${hashHex(bytes, HASH_BYTES)}`;
 }
 
 /**
