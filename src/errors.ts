@@ -35,6 +35,7 @@ export type DlockErrorCode =
   | 'ERR_DLOCK_LOST'
   | 'ERR_DLOCK_DEADLOCK'
   | 'ERR_DLOCK_LOCK_TABLE_FULL'
+  | 'ERR_DLOCK_POOL_TIMEOUT'
   | 'ERR_DLOCK_DATABASE';
 
 /** `release()` was called on a lock object that does not hold its lock. */
@@ -102,6 +103,28 @@ export class LockTableFullError extends DlockError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DLOCK_LOCK_TABLE_FULL', message, options);
   }
+}
+
+/**
+ * The application's pool had no connection to lend within its own acquire timeout (knex's
+ * `acquireConnectionTimeout`, pg.Pool's `connectionTimeoutMillis`), with `connection: 'pool'`.
+ * An acquire with a timeout resolves false instead. Nothing was sent to the database.
+ */
+export class PoolTimeoutError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_POOL_TIMEOUT', message, options);
+  }
+}
+
+/** The pool of `description` timed out lending a connection: `cause` is the pool's error. */
+export function poolTimeout(description: string, cause: unknown): PoolTimeoutError {
+  return new PoolTimeoutError(
+    `${description} had no free connection within its pool's acquire timeout, so the lock ` +
+      'could not even ask the database. Give the pool more connections, pass a timeout to ' +
+      "acquire() (it then resolves false), or use the default connection: 'multiplexed', " +
+      "which does not borrow the application's connections.",
+    { cause },
+  );
 }
 
 /** The database or driver failed in a way the library did not expect; see `cause`. */

@@ -1,3 +1,6 @@
+// The declarations use Node's AbortSignal and AsyncDisposable: the reference keeps Node's types
+// in the emitted index.d.ts (tsc drops it without preserve="true").
+/// <reference types="node" preserve="true" />
 export { createLock, type LockTarget } from './create-lock.js';
 export { withLock, type WithLockOptions } from './with-lock.js';
 export { BaseLock } from './lock.js';
@@ -18,6 +21,7 @@ export {
   LockDeadlockError,
   LockDatabaseError,
   LockTableFullError,
+  PoolTimeoutError,
   type DlockErrorCode,
 } from './errors.js';
 export {

@@ -6,9 +6,10 @@ import { expect } from 'chai';
 import knexFactory from 'knex';
 import mysql from 'mysql2';
 import pg from 'pg';
-import { createLock } from '../src/index.js';
+import { knexDriver, type KnexLike } from '../src/drivers/knex.js';
+import { createLock, PoolTimeoutError } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { sleep } from './support/expect.js';
+import { expectRejectCode, sleep } from './support/expect.js';
 import { uniqueKey } from './support/targets.js';
 
 const POOL = { connection: 'pool' } as const;
@@ -126,3 +127,107 @@ for (const kind of POOLS_OF_ONE) {
     });
   });
 }
+
+/** Pools whose own acquire timeout (300 ms) fires while their only connection is lent out. */
+const POOLS_THAT_TIME_OUT: OnePool[] = [
+  {
+    name: 'knex (pg), acquireConnectionTimeout',
+    async open() {
+      const warnings: string[] = [];
+      const knex = knexFactory({
+        client: 'pg',
+        connection: (await databaseUrls()).pg,
+        pool: { min: 0, max: 1 },
+        acquireConnectionTimeout: 300,
+        log: { warn: (message: string) => void warnings.push(message) },
+      });
+      return {
+        target: knex,
+        checkedOut: () => knex.client.pool.numUsed(),
+        close: () => knex.destroy(),
+      };
+    },
+  },
+  {
+    name: 'pg.Pool, connectionTimeoutMillis',
+    async open() {
+      const pool = new pg.Pool({
+        connectionString: (await databaseUrls()).pg,
+        max: 1,
+        connectionTimeoutMillis: 300,
+      });
+      return {
+        target: pool,
+        checkedOut: () => pool.totalCount - pool.idleCount,
+        close: () => pool.end(),
+      };
+    },
+  },
+];
+
+for (const kind of POOLS_THAT_TIME_OUT) {
+  describe(`the pool's own acquire timeout, on ${kind.name}`, () => {
+    /** Runs `fn` while the pool's only connection is taken by a lock held on it. */
+    async function whileExhausted(fn: (target: object) => Promise<void>): Promise<void> {
+      const opened = await kind.open();
+      const holder = createLock(opened.target, uniqueKey(), POOL);
+      try {
+        expect(await holder.acquire({ block: false })).to.equal(true);
+        expect(opened.checkedOut()).to.equal(1);
+        await fn(opened.target);
+      } finally {
+        await holder.close();
+        await opened.close();
+      }
+    }
+
+    it('a wait forever rejects with ERR_DLOCK_POOL_TIMEOUT, not a database error', async () => {
+      await whileExhausted(async (target) => {
+        const error = await expectRejectCode(
+          createLock(target, uniqueKey(), POOL).acquire(),
+          'ERR_DLOCK_POOL_TIMEOUT',
+        );
+        expect(error).to.be.instanceOf(PoolTimeoutError);
+        expect(error.message).to.match(/no free connection/);
+      });
+    });
+
+    it('an acquire with a timeout longer than the pool’s resolves false', async () => {
+      await whileExhausted(async (target) => {
+        const started = performance.now();
+        expect(await createLock(target, uniqueKey(), POOL).acquire({ timeout: 5_000 })).to.equal(
+          false,
+        );
+        expect(performance.now() - started, 'ended by the pool, not the lock').to.be.below(2_000);
+      });
+    });
+  });
+}
+
+describe('a connection the library closes in a knex pool', () => {
+  for (const client of ['pg', 'mysql2'] as const) {
+    it(`is dropped by the pool silently, never lent again (knex ${client})`, async () => {
+      const urls = await databaseUrls();
+      const logged: string[] = [];
+      const log = (message: string) => void logged.push(message);
+      const knex = knexFactory({
+        client,
+        connection: client === 'pg' ? urls.pg : urls.mysql,
+        pool: { min: 0, max: 1 },
+        log: { warn: log, error: log, debug: log },
+      });
+      try {
+        const lease = await knexDriver(knex as unknown as KnexLike, client).lease();
+        const closed = lease.session.connection;
+        expect(await lease.destroy()).to.equal(true);
+        const next = (await knex.client.acquireConnection()) as object;
+        await knex.client.releaseConnection(next);
+        expect(next).to.not.equal(closed);
+        await knex.raw('SELECT 1');
+        expect(logged).to.deep.equal([]);
+      } finally {
+        await knex.destroy();
+      }
+    });
+  }
+});

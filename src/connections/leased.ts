@@ -1,5 +1,5 @@
 import type { ConnectionLease } from '../drivers/types.js';
-import { databaseError, DlockError, InvalidOptionError } from '../errors.js';
+import { databaseError, DlockError, InvalidOptionError, PoolTimeoutError } from '../errors.js';
 import { acquireOnSession } from './acquire-on-session.js';
 import { waitOrGiveUp } from './give-up.js';
 import { startKeepalive } from './keepalive.js';
@@ -33,7 +33,16 @@ export function leasedConnections(
         ),
       );
       const leased = waitsForConnection
-        ? await waitOrGiveUp(leasing, deadline, request.signal, (late) => void late.release())
+        ? await waitOrGiveUp(
+            leasing,
+            deadline,
+            request.signal,
+            (late) => void late.release(),
+          ).catch((err: unknown) => {
+            // The pool gave up lending a connection: a wait with a limit just ends unlocked.
+            if (err instanceof PoolTimeoutError && request.wait.kind !== 'forever') return;
+            throw err;
+          })
         : await leasing;
       if (!leased) return undefined;
       if (request.mode.xact && !leased.session.inTransaction()) {

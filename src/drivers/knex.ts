@@ -1,4 +1,4 @@
-import { InvalidOptionError } from '../errors.js';
+import { InvalidOptionError, poolTimeout } from '../errors.js';
 import type { ConnectionLease, ConnectionSettings, Driver } from './types.js';
 import { openedPgLease, pgLease, pgSettings, type PgClientLike } from './pg.js';
 import { mysqlLease, openedMysqlLease, type MysqlConnectionLike } from './mysql2.js';
@@ -15,6 +15,8 @@ interface KnexClientLike extends KnexEventClient {
   destroyRawConnection(connection: unknown): Promise<unknown>;
   /** The driver module knex loaded (pg, pg.native, mysql, mysql2). */
   readonly driver?: unknown;
+  /** Asked by knex's pool before it hands a connection out again. */
+  validateConnection?(connection: unknown): boolean | Promise<boolean>;
 }
 
 /** A knex instance or transaction, as far as the library looks at it. */
@@ -125,6 +127,25 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
   };
 }
 
+/** Connections the library closed while knex's pool still counts them. */
+const discarded = new WeakSet<object>();
+const refusing = new WeakSet<KnexClientLike>();
+
+/**
+ * Makes knex's pool drop the connections the library closed, silently. (knex's own mark for
+ * that, `__knex__disposed`, makes it print "Connection Error" on stdout through its logger.)
+ * knex asks `validateConnection` before it lends an idle connection again.
+ */
+function refuseDiscarded(client: KnexClientLike): void {
+  if (refusing.has(client)) return;
+  refusing.add(client);
+  const validate = client.validateConnection;
+  client.validateConnection = function (this: KnexClientLike, connection: unknown) {
+    if (discarded.has(connection as object)) return false;
+    return validate ? validate.call(this, connection) : true;
+  };
+}
+
 /**
  * A knex instance: borrows pooled connections, or opens connections of the library's own through
  * knex's client. A borrowed connection that may still hold a lock is closed and marked so that
@@ -138,12 +159,19 @@ export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
     pooled: true,
     identity: client,
     async lease() {
-      const raw = await client.acquireConnection();
+      const raw = await client.acquireConnection().catch((err: unknown) => {
+        throw (err as { name?: unknown }).name === 'KnexTimeoutError'
+          ? poolTimeout(`The knex instance (${driverName})`, err)
+          : err;
+      });
       return leaseFor(client, driverName, raw, {
         release: async () => void (await client.releaseConnection(raw)),
         async destroy() {
-          (raw as { __knex__disposed?: unknown }).__knex__disposed =
-            'closed by knex-dlock because it might still hold a lock';
+          refuseDiscarded(client);
+          discarded.add(raw as object);
+          // knex marks a connection that ends as disposed, and prints that mark when its pool
+          // next looks at it; the pool drops this one through validateConnection instead.
+          Object.defineProperty(raw, '__knex__disposed', { set() {}, configurable: true });
           await client.destroyRawConnection(raw).catch(() => undefined);
           await client.releaseConnection(raw);
           return true;

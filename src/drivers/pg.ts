@@ -1,3 +1,4 @@
+import { poolTimeout } from '../errors.js';
 import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import {
@@ -24,17 +25,28 @@ interface PgQueryConfig {
 
 type PgCallback = (err: Error | null, result: PgResult | PgResult[]) => void;
 
-/** The parts of a node-postgres `Client` (or `PoolClient`) the library uses. */
+/**
+ * The parts of a node-postgres `Client` (or `PoolClient`) the library uses. pg's native client
+ * (`pg.native.Client`, over libpq) has no `processID`: its socket, backend pid and cancel live
+ * inside libpq, reached through `native`.
+ */
 export interface PgClientLike extends ConnectionEmitter {
   query(sql: string, params?: unknown[]): Promise<PgResult | PgResult[]>;
   query(sql: string, params: unknown[] | undefined, callback: PgCallback): void;
   query(config: PgQueryConfig, callback: PgCallback): void;
   connect(): Promise<unknown>;
   end(): Promise<void>;
-  readonly processID: number | null;
+  readonly processID?: number | null;
   readonly connectionParameters: object;
+  readonly native?: PgNativeBinding;
   getTransactionStatus?(): string | null;
   release?(destroy?: boolean | Error): void;
+}
+
+/** The pg-native object behind a `pg.native.Client`. */
+interface PgNativeBinding {
+  /** Sends libpq's cancel request for the running statement; `done` gets libpq's failure. */
+  cancel(done: (err?: Error) => void): void;
 }
 
 /** The parts of a node-postgres `Pool` the library uses. */
@@ -52,8 +64,16 @@ export function isPgClient(target: unknown): target is PgClientLike {
     t !== null &&
     typeof t.query === 'function' &&
     typeof t.connect === 'function' &&
-    'processID' in t &&
-    typeof t.connectionParameters === 'object'
+    typeof t.connectionParameters === 'object' &&
+    ('processID' in t || isNativeBinding(t.native))
+  );
+}
+
+function isNativeBinding(native: unknown): native is PgNativeBinding {
+  return (
+    typeof native === 'object' &&
+    native !== null &&
+    typeof (native as Partial<PgNativeBinding>).cancel === 'function'
   );
 }
 
@@ -121,6 +141,7 @@ class PgSession implements SqlSession {
     });
   }
 
+  /** The backend pid; undefined on the native client, whose libpq binding does not expose it. */
   get serverId(): number | undefined {
     return this.connection.processID ?? undefined;
   }
@@ -150,16 +171,19 @@ const pgSession: (client: PgClientLike) => SqlSession = perConnection(
   (client: PgClientLike) => new PgSession(client),
 );
 
-/** Cancels the statement running on `client` with pg_cancel_backend from a short-lived client. */
+/**
+ * Cancels the statement running on `client`: pg_cancel_backend from a short-lived client, or
+ * libpq's own cancel request for pg's native client (which knows no backend pid).
+ */
 async function cancelPgQuery(client: PgClientLike): Promise<void> {
-  // pg's native (libpq) client has no processID, but cancels through libpq itself.
-  const native = (client as { native?: { cancel?(done: () => void): void } }).native;
-  if (client.processID === null || client.processID === undefined) {
-    if (typeof native?.cancel === 'function') {
-      await new Promise<void>((resolve) => native.cancel!(() => resolve()));
-    }
+  const native = client.native;
+  if (isNativeBinding(native)) {
+    await new Promise<void>((resolve, reject) =>
+      native.cancel((err) => (err ? reject(err) : resolve())),
+    );
     return;
   }
+  if (client.processID === null || client.processID === undefined) return;
   const Client = client.constructor as new (config: object) => PgClientLike;
   const canceller = new Client({ ...client.connectionParameters });
   canceller.on('error', () => undefined);
@@ -206,7 +230,9 @@ export async function openedPgLease(
 export function pgClientDriver(client: PgClientLike): Driver {
   return {
     dialect: 'postgres',
-    description: typeof client.release === 'function' ? 'a pg PoolClient' : 'a pg Client',
+    description: `a pg${client.native ? ' native' : ''} ${
+      typeof client.release === 'function' ? 'PoolClient' : 'Client'
+    }`,
     pooled: false,
     identity: client,
     lease: async () => pgLease(client, CALLER_OWNED),
@@ -221,7 +247,12 @@ export function pgPoolDriver(pool: PgPoolLike): Driver {
     pooled: true,
     identity: pool,
     async lease() {
-      const client = await pool.connect();
+      const client = await pool.connect().catch((err: unknown) => {
+        // pg-pool's own error when connectionTimeoutMillis passes with every client lent out.
+        throw err instanceof Error && err.message === 'timeout exceeded when trying to connect'
+          ? poolTimeout('The pg Pool', err)
+          : err;
+      });
       return pgLease(client, {
         release: async () => client.release?.(),
         destroy: async () => (client.release?.(true), true),
