@@ -33,12 +33,12 @@ import { closeLockConnections, createLock, lockConnectionStats, withLock } from 
 import {
   benchKey,
   closeRaw,
-  median,
   mysqlConnection,
   pairedRatio,
   pgClient,
   rawQuery,
   sleep,
+  spread,
   type BenchContext,
   type ResultRow,
 } from './runner.js';
@@ -279,10 +279,6 @@ async function interleaveRounds(
 }
 
 const rates = (seen: Seen): number[] => seen.rounds.map((r) => r.ops / r.seconds);
-
-function spread(values: readonly number[]): { median: number; min: number; max: number } {
-  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
-}
 
 /** The median of per-round ratios, or undefined when the baseline completed nothing. */
 function ratioOf(contender: Seen, baseline: Seen): number | undefined {

@@ -1,8 +1,11 @@
 /**
  * Question 3: under contention, how long from "the holder releases" to "the waiter holds"?
  * Compared with the raw driver's native blocking call, and with a try-lock polling loop that
- * sleeps 1 s between tries (how the seed and sqlalchemy-dlock wait).
+ * sleeps 1 s between tries (how the seed and sqlalchemy-dlock wait). The waiter's connection is
+ * watched at the wire: a wait is one round trip, and any other one while it waits (a poll) is
+ * reported.
  */
+import { countTraffic } from '../test/support/counting.js';
 import { createLock, type BaseLock } from './library.js';
 import {
   benchKey,
@@ -13,6 +16,7 @@ import {
   pgClient,
   rawQuery,
   sleep,
+  spread,
   type BenchContext,
   type ResultRow,
 } from './runner.js';
@@ -22,6 +26,8 @@ const TARGET_RATIO = 1.2;
 /** Long enough for the waiter's statement to reach the server and start waiting there. */
 const SETTLE_MS = 15;
 const POLL_INTERVAL_MS = 1_000;
+/** Round trips a waiter may make beyond its one wait statement while it waits. */
+const ROUND_TRIPS_WHILE_WAITING = 0;
 
 interface RawSql {
   lock: string;
@@ -97,19 +103,27 @@ export async function handoffLatency(ctx: BenchContext): Promise<void> {
     ctx.log(`${QUESTION}: ${setup.name}`);
     const holderConn = await setup.open();
     const waiterConn = await setup.open();
+    const counter = countTraffic(waiterConn);
     try {
       const key = benchKey('handoff');
       const holder: BaseLock = createLock(holderConn, key);
       const waiter: BaseLock = createLock(waiterConn, key);
       const actual = holder.actualKey;
       const raw = (conn: object, sql: string) => () => rawQuery(conn, sql, [actual]);
+      /** Per library wait: the waiter's round trips beyond the wait statement itself. */
+      const extraTrips: number[] = [];
+      const watchedWait = async () => {
+        const before = counter.snapshot();
+        await waiter.acquire();
+        extraTrips.push(counter.since(before).roundTrips - 1);
+      };
       const contenders: [string, () => Promise<number>][] = [
         [
           'knex-dlock',
           async () => {
             const ms = await handoff(
               () => holder.acquire(),
-              () => waiter.acquire(),
+              watchedWait,
               () => holder.release(),
             );
             await waiter.release();
@@ -149,8 +163,17 @@ export async function handoffLatency(ctx: BenchContext): Promise<void> {
         await raw(waiterConn, setup.sql.unlock)();
       }
       results.set('try-lock polling every 1 s', polling);
-      ctx.rows.push(...latencyRows(setup.name, results, 'raw blocking call'));
+      ctx.rows.push(...latencyRows(setup.name, results, 'raw blocking call'), {
+        question: QUESTION,
+        contender: `knex-dlock (${setup.name})`,
+        metric: 'round trips while waiting',
+        unit: '',
+        ...spread(extraTrips),
+        samples: extraTrips.length,
+        limit: ROUND_TRIPS_WHILE_WAITING,
+      });
     } finally {
+      counter.detach();
       await Promise.all([closeRaw(holderConn), closeRaw(waiterConn)]);
     }
   }

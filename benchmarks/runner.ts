@@ -20,8 +20,13 @@ export interface ResultRow {
   /** `median` divided by the baseline's median (lower is better unless the unit says /s). */
   readonly ratio?: number;
   readonly baseline?: string;
-  /** The issue's target for `ratio`, when it sets one. */
+  /**
+   * The issue's target for `ratio`, when it sets one: an upper bound for times, a lower bound
+   * when the unit is a rate (`/s`).
+   */
   readonly target?: number;
+  /** The issue's upper bound for the value itself (its worst sample, `max`), when it sets one. */
+  readonly limit?: number;
   readonly samples?: number;
   readonly extra?: Record<string, unknown>;
 }
@@ -82,28 +87,27 @@ export function pairedRatio(contender: readonly number[], baseline: readonly num
   return median(contender.map((value, round) => value / baseline[round]!));
 }
 
-/** Rows of microseconds per operation for `contenders`, each with its ratio to `baseline`. */
-export function perOpRows(
-  question: string,
-  timings: Map<string, number[]>,
-  baseline: string,
-  target?: number,
-): ResultRow[] {
-  const base = timings.get(baseline) ?? [];
-  return [...timings].map(([contender, values]) => {
-    const isBase = contender === baseline;
-    return {
-      question,
-      contender,
-      metric: 'time per cycle',
-      unit: 'µs',
-      median: median(values) * 1000,
-      samples: values.length,
-      ratio: pairedRatio(values, base),
-      baseline: isBase ? undefined : baseline,
-      target: isBase ? undefined : target,
-    };
-  });
+/** Whether a larger value is the better one: rates (`/s`) are, times are not. */
+export function higherIsBetter(unit: string): boolean {
+  return unit.endsWith('/s');
+}
+
+/** The median of `values` with the lowest and the highest, for a row's median and spread. */
+export function spread(values: readonly number[]): { median: number; min: number; max: number } {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
+}
+
+/**
+ * Of several contenders timed side by side, the fastest: the one whose per-round times, paired
+ * with the first contender's, have the lowest median ratio (so that the choice agrees with the
+ * paired ratios printed). The baseline when the question says "the faster of".
+ */
+export function fastest(timings: Map<string, number[]>, names: readonly string[]): string {
+  const first = timings.get(names[0]!)!;
+  const ratioToFirst = (name: string) => pairedRatio(timings.get(name)!, first);
+  let best = names[0]!;
+  for (const name of names) if (ratioToFirst(name) < ratioToFirst(best)) best = name;
+  return best;
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

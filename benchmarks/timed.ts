@@ -1,83 +1,60 @@
 /**
- * Question 2: what does an uncontended timed acquire (`timeout: 1000`) + release cost over the
- * raw driver's try-lock + unlock, the cheapest way to take a free lock?
+ * Question 2: what does an uncontended timed acquire (`timeout: 1000`) + release cost on a
+ * connection the caller owns, next to the cheapest way to take a free lock by hand: a raw
+ * try-lock + unlock (named `pg_try_advisory_lock($1)` / `pg_advisory_unlock($1)`; mysql2's
+ * faster of `query` and `execute` for `GET_LOCK(?, 0)` / `RELEASE_LOCK(?)`), and next to the
+ * floor, two bare `SELECT 1` round trips? The library's own statements replayed by hand are a
+ * diagnostic row.
  */
-import { createLock } from './library.js';
-import {
-  benchKey,
-  interleave,
-  mysqlConnection,
-  perOpRows,
-  pgClient,
-  rawQuery,
-  type BenchContext,
-  type Contender,
-} from './runner.js';
+import { compare } from './compare.js';
+import { createLock, type BaseLock } from './library.js';
+import { bareRoundTrips, floorStyles, rawContenders, replay, sendAll } from './raw.js';
+import { describeCounts, recordCycle } from './recording.js';
+import { benchKey, type BenchContext, type Contender } from './runner.js';
+import { PINNED_KINDS } from './targets.js';
 
 const QUESTION = '2. timed acquire (1 s) + release';
-const TARGET_RATIO = 1.15;
+const TARGET_VS_RAW = 1.1;
+const TIMEOUT_MS = 1_000;
 
-interface Setup {
-  readonly name: string;
-  open(ctx: BenchContext): Promise<{ connection: object; close(): Promise<void> }>;
-  /** The raw try-lock and unlock for `key` as the database sees it. */
-  raw(actualKey: bigint | string): { lock: [string, unknown[]]; unlock: [string, unknown[]] };
+async function timedCycle(lock: BaseLock): Promise<void> {
+  if (!(await lock.acquire({ timeout: TIMEOUT_MS }))) throw new Error('the lock was busy');
+  await lock.release();
 }
 
-const SETUPS: readonly Setup[] = [
-  {
-    name: 'pg.Client',
-    async open(ctx) {
-      const client = await pgClient(ctx.pgUrl);
-      return { connection: client, close: () => client.end() };
+function libraryLoop(name: string, lock: BaseLock): Contender {
+  return {
+    name,
+    async batch(n) {
+      for (let i = 0; i < n; i += 1) await timedCycle(lock);
     },
-    raw: (key) => ({
-      lock: ['SELECT pg_try_advisory_lock($1)', [key]],
-      unlock: ['SELECT pg_advisory_unlock($1)', [key]],
-    }),
-  },
-  {
-    name: 'mysql2 connection',
-    async open(ctx) {
-      const conn = await mysqlConnection(ctx.mysqlUrl);
-      return { connection: conn, close: () => conn.promise().end() };
-    },
-    raw: (name) => ({
-      lock: ['SELECT GET_LOCK(?, 0)', [name]],
-      unlock: ['SELECT RELEASE_LOCK(?)', [name]],
-    }),
-  },
-];
+  };
+}
 
 export async function timed(ctx: BenchContext): Promise<void> {
-  const rounds = ctx.quick ? 7 : 25;
-  const perBatch = ctx.quick ? 100 : 300;
-  for (const setup of SETUPS) {
-    ctx.log(`${QUESTION}: ${setup.name}`);
-    const { connection, close } = await setup.open(ctx);
+  for (const kind of PINNED_KINDS) {
+    ctx.log(`${QUESTION}: ${kind.name}`);
+    const { target, pinned, close } = await kind.open(ctx);
     try {
-      const lock = createLock(connection, benchKey('timed'));
-      const sql = setup.raw(lock.actualKey);
-      const library: Contender = {
-        name: `knex-dlock timed on ${setup.name}`,
-        async batch(n) {
-          for (let i = 0; i < n; i += 1) {
-            if (!(await lock.acquire({ timeout: 1_000 }))) throw new Error('lock was busy');
-            await lock.release();
-          }
-        },
-      };
-      const raw: Contender = {
-        name: `raw try-lock on ${setup.name}`,
-        async batch(n) {
-          for (let i = 0; i < n; i += 1) {
-            await rawQuery(connection, ...sql.lock);
-            await rawQuery(connection, ...sql.unlock);
-          }
-        },
-      };
-      const timings = await interleave([library, raw], { rounds, perBatch });
-      ctx.rows.push(...perOpRows(QUESTION, timings, raw.name, TARGET_RATIO));
+      const lock = createLock(target, benchKey('timed'));
+      const recorded = await recordCycle(target, () => timedCycle(lock));
+      await sendAll(pinned, recorded.setup);
+      const diagnostics = [replay(pinned, recorded.calls, describeCounts(recorded.counts))];
+      if (kind.database === 'pg') {
+        const unprepared = createLock(target, benchKey('timed-unprepared'), {
+          preparedStatements: false,
+        });
+        diagnostics.push(
+          libraryLoop('diagnostic: knex-dlock, preparedStatements: false', unprepared),
+        );
+      }
+      await compare(ctx, {
+        question: `${QUESTION}: ${kind.name}`,
+        library: [{ ...libraryLoop('knex-dlock', lock), vsRaw: TARGET_VS_RAW }],
+        raw: rawContenders(pinned, createLock(target, benchKey('timed-raw')).actualKey, 'try'),
+        floor: floorStyles(pinned).map((style) => bareRoundTrips(pinned, style)),
+        diagnostics,
+      });
     } finally {
       await close();
     }

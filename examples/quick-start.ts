@@ -3,7 +3,8 @@
  * PostgreSQL and on MySQL/MariaDB. Run it with `npm run example`.
  *
  * It finds its databases like the tests do: DLOCK_PG_URL / DLOCK_MYSQL_URL, else the local
- * servers, else throwaway containers where Docker is available.
+ * servers, else an embedded PostgreSQL (DLOCK_PG_EMBEDDED=1 asks for it) and throwaway containers
+ * where Docker is available.
  */
 import knexFactory from 'knex';
 import { createLock, withLock } from '../src/index.js';

@@ -200,7 +200,7 @@ function testScope(dialect: DialectName, defaults: LockOptions = {}) {
 }
 
 /** Pools are measured in both connection modes that share or reuse connections. */
-const BUDGET_CASES = TARGET_KINDS.flatMap<{
+const BUDGET_CASES = TARGET_KINDS.filter((kind) => kind.wire).flatMap<{
   kind: TargetKind;
   connection: 'multiplexed' | 'pool' | undefined;
 }>((kind) =>
@@ -208,6 +208,14 @@ const BUDGET_CASES = TARGET_KINDS.flatMap<{
     ? (['multiplexed', 'pool'] as const).map((connection) => ({ kind, connection }))
     : [{ kind, connection: undefined }],
 );
+
+// The budget is counted at the socket, and pg's native client writes through libpq, whose socket
+// JavaScript never sees: those kinds are skipped here, visibly, and tested for behaviour elsewhere.
+for (const kind of TARGET_KINDS.filter((k) => !k.wire)) {
+  describe(`round-trip budget on ${kind.name}`, () => {
+    it.skip(`not counted on ${kind.name}: libpq's socket cannot be watched`);
+  });
+}
 
 for (const { kind, connection } of BUDGET_CASES) {
   const name = connection ? `${kind.name}, connection: '${connection}'` : kind.name;

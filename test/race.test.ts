@@ -10,7 +10,14 @@ import { openInspector, TARGET_KINDS, uniqueKey } from './support/targets.js';
 const ROUNDS = 12;
 
 for (const kind of TARGET_KINDS.filter((k) =>
-  ['pg.Client', 'pg.Pool', 'mysql2 connection', 'knex (mysql2)'].includes(k.name),
+  [
+    'pg.Client',
+    'pg.Pool',
+    'pg.native.Client',
+    'mysql2 connection',
+    'knex (mysql2)',
+    'knex (mysql)',
+  ].includes(k.name),
 )) {
   describe(`grant racing an abort or a timeout on ${kind.name}`, function () {
     this.timeout(30_000);

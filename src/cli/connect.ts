@@ -1,49 +1,18 @@
+import { userInfo } from 'node:os';
 import { databaseError, InvalidOptionError, UnsupportedTargetError } from '../errors.js';
+import type { CliDialect, ConnectionSettings } from './connection-settings.js';
 
-/** One connection of the CLI's own, opened from a URL; the lock runs on it directly. */
+/** One connection of the CLI's own, opened from resolved settings; the lock runs on it. */
 export interface CliDatabase {
-  readonly dialect: 'postgres' | 'mysql';
+  readonly dialect: CliDialect;
   /** A pg Client or a mysql2 connection: a target for createLock and inspectLock. */
   readonly target: object;
-  /** "PostgreSQL at host:port/db" — the URL without credentials, for messages. */
+  /** "PostgreSQL at host:port/db", or the socket — where it connects, without credentials. */
   readonly description: string;
   close(): Promise<void>;
 }
 
-const SCHEMES: Readonly<Record<string, CliDatabase['dialect']>> = {
-  'postgres:': 'postgres',
-  'postgresql:': 'postgres',
-  'mysql:': 'mysql',
-  'mariadb:': 'mysql',
-};
-
 const CONNECT_TIMEOUT_MS = 10_000;
-
-/** Which database a URL names, from its scheme. */
-export function dialectOfUrl(url: string): CliDatabase['dialect'] {
-  let scheme: string;
-  try {
-    scheme = new URL(url).protocol;
-  } catch {
-    throw new InvalidOptionError(
-      'The database URL is not a valid URL: pass --url (or set DATABASE_URL) to e.g. ' +
-        'postgres://user:pass@host:5432/db or mysql://user:pass@host:3306/db.',
-    );
-  }
-  const dialect = SCHEMES[scheme];
-  if (!dialect) {
-    throw new InvalidOptionError(
-      `The database URL scheme "${scheme}" is not supported: use postgres://, postgresql://, ` +
-        'mysql:// or mariadb://.',
-    );
-  }
-  return dialect;
-}
-
-function describeUrl(url: string, dialect: CliDatabase['dialect']): string {
-  const { host, pathname } = new URL(url);
-  return `${dialect === 'postgres' ? 'PostgreSQL' : 'MySQL'} at ${host}${pathname}`;
-}
 
 /** Imports an optional peer dependency, saying how to install it when it is missing. */
 async function importDriver<T>(name: 'pg' | 'mysql2', load: () => Promise<T>): Promise<T> {
@@ -53,8 +22,9 @@ async function importDriver<T>(name: 'pg' | 'mysql2', load: () => Promise<T>): P
     const code = (err as { code?: unknown }).code;
     if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
       throw new UnsupportedTargetError(
-        `The database URL needs the "${name}" package, which is not installed where knex-dlock ` +
-          `can load it: run \`npm install ${name}\` next to knex-dlock.`,
+        `Connecting to ${name === 'pg' ? 'PostgreSQL' : 'MySQL'} needs the "${name}" package, ` +
+          'which is not installed where knex-dlock can load it: run ' +
+          `\`npm install ${name}\` next to knex-dlock.`,
       );
     }
     throw err;
@@ -66,25 +36,61 @@ function defaultExport<T>(mod: T): T {
   return (mod as unknown as { default?: T }).default ?? mod;
 }
 
-/** Opens one connection to the database at `url`, named `applicationName` where possible. */
-export async function connect(url: string, applicationName: string): Promise<CliDatabase> {
-  const dialect = dialectOfUrl(url);
-  const description = describeUrl(url, dialect);
-  return dialect === 'postgres'
-    ? connectPostgres(url, applicationName, description)
-    : connectMysql(url, description);
+/** The driver refused the settings before connecting (a malformed URL, for instance). */
+function invalidSettings(settings: ConnectionSettings, err: unknown): InvalidOptionError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new InvalidOptionError(
+    `The connection settings from ${settings.source} are not valid: ${detail}. ` +
+      'Check them against the examples in `knex-dlock run --help`.',
+  );
 }
 
-async function connectPostgres(url: string, applicationName: string, description: string) {
-  const mod = await importDriver('pg', () => import('pg'));
-  const pg = defaultExport(mod);
-  // A name in the URL wins over this one: pg lets connection-string settings override.
-  const client = new pg.Client({
-    connectionString: url,
-    application_name: applicationName.slice(0, 63),
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    keepAlive: true,
-  });
+/**
+ * Opens one connection with `settings`. On PostgreSQL it is named `applicationName` unless the
+ * settings (or PGAPPNAME) name it, as psql names its own.
+ */
+export async function connect(
+  settings: ConnectionSettings,
+  applicationName: string,
+): Promise<CliDatabase> {
+  return settings.dialect === 'postgres'
+    ? connectPostgres(settings, applicationName)
+    : connectMysql(settings);
+}
+
+function osUser(): string | undefined {
+  try {
+    return userInfo().username;
+  } catch {
+    return undefined;
+  }
+}
+
+function hostAndPort(host: string, port: number | undefined): string {
+  const shown = host.includes(':') ? `[${host}]` : host;
+  return port === undefined ? shown : `${shown}:${port}`;
+}
+
+async function connectPostgres(settings: ConnectionSettings, applicationName: string) {
+  const pg = defaultExport(await importDriver('pg', () => import('pg')));
+  // libpq's default user is the operating system's; pg's is $USER, which cron may not set.
+  pg.defaults.user ??= osUser();
+  let client: InstanceType<typeof pg.Client>;
+  try {
+    // pg fills in what the settings leave out from PGHOST, PGPORT, PGUSER, … as libpq does.
+    client = new pg.Client({
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      ...settings.config,
+      fallback_application_name: applicationName.slice(0, 63),
+    } as ConstructorParameters<typeof pg.Client>[0]);
+  } catch (err) {
+    throw invalidSettings(settings, err);
+  }
+  const { host, port, database = '' } = client;
+  const description = host.startsWith('/')
+    ? `PostgreSQL at ${host}/.s.PGSQL.${port}, database ${database}`
+    : `PostgreSQL at ${hostAndPort(host, port)}/${database}`;
   // The lock reports a dying connection through lock.signal; this only keeps it from crashing.
   client.on('error', () => undefined);
   try {
@@ -101,14 +107,22 @@ async function connectPostgres(url: string, applicationName: string, description
   };
 }
 
-async function connectMysql(url: string, description: string) {
-  const mod = await importDriver('mysql2', () => import('mysql2'));
-  const mysql = defaultExport(mod);
-  const conn = mysql.createConnection({
-    uri: url,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    enableKeepAlive: true,
-  });
+async function connectMysql(settings: ConnectionSettings) {
+  const mysql = defaultExport(await importDriver('mysql2', () => import('mysql2')));
+  let conn: ReturnType<typeof mysql.createConnection>;
+  try {
+    conn = mysql.createConnection({
+      connectTimeout: CONNECT_TIMEOUT_MS,
+      enableKeepAlive: true,
+      ...settings.config,
+    });
+  } catch (err) {
+    throw invalidSettings(settings, err);
+  }
+  const { host = 'localhost', port, socketPath, database = '' } = conn.config;
+  const description = socketPath
+    ? `MySQL at ${socketPath}, database ${database}`
+    : `MySQL at ${hostAndPort(host, port)}/${database}`;
   conn.on('error', () => undefined);
   try {
     await new Promise<void>((resolve, reject) =>

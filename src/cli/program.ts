@@ -7,6 +7,7 @@ import {
   InvalidOptionError,
   UnsupportedTargetError,
 } from '../errors.js';
+import { resolveConnection, type ConnectionSettings } from './connection-settings.js';
 import { parseDuration } from './duration.js';
 import { EXIT } from './exit-codes.js';
 import { createLogger, type Logger } from './log.js';
@@ -16,6 +17,8 @@ import { printStatus } from './status.js';
 interface CommonOptions {
   key: string;
   url?: string;
+  knexfile?: string;
+  env?: string;
   verbose?: boolean;
 }
 
@@ -37,11 +40,25 @@ const EXIT_CODES_HELP = `
 Exit codes:
   the command's own   the command ran; its exit code is passed on
   128+N               the command (or the wait for the lock) was ended by signal N
-  ${EXIT.usage}                  bad arguments or setup (missing --key or URL, driver not installed)
+  ${EXIT.usage}                  bad arguments or setup (missing --key or settings, knexfile, driver not installed)
   ${EXIT.unavailable}                  the database could not be reached or failed
   ${EXIT.conflict}                  the lock is held elsewhere (timeout or --no-wait); see --conflict-exit-code
   ${EXIT.lost}                  the lock was lost while the command ran, and the command was stopped
   ${EXIT.cannotExecute} / ${EXIT.notFound}           the command could not be executed / was not found`;
+
+const CONNECTION_HELP = `
+Connection settings (the first one given is used):
+  --url <url>, or --knexfile <path> [--env <name>]
+  DATABASE_URL
+  PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE: any of them means PostgreSQL; pg also
+    reads PGSSLMODE, PGAPPNAME and PGCONNECT_TIMEOUT, and fills in what a URL leaves out
+
+URL examples:
+  postgres://user:pass@host:5432/db (or postgresql://)
+  postgresql://user@/db?host=/var/run/postgresql (a Unix socket)
+  postgres://user@%2Fvar%2Frun%2Fpostgresql/db (the same socket)
+  mysql://user:pass@host:3306/db (or mariadb://)
+  mysql://user@localhost/db?socketPath=/run/mysqld/mysqld.sock (a Unix socket)`;
 
 const RUN_EXAMPLE = 'knex-dlock run --key migrations --timeout 5m -- npx knex migrate:latest';
 
@@ -61,13 +78,8 @@ function exitCode(value: string): number {
   return code;
 }
 
-function urlOf(options: CommonOptions): string {
-  if (!options.url) {
-    throw new InvalidOptionError(
-      'No database URL: pass --url or set DATABASE_URL (postgres://… or mysql://…).',
-    );
-  }
-  return options.url;
+function connectionOf(options: CommonOptions): Promise<ConnectionSettings> {
+  return resolveConnection({ url: options.url, knexfile: options.knexfile, env: options.env });
 }
 
 /** The version in the package.json above this file, in src/ and in dist/ alike. */
@@ -92,13 +104,14 @@ function packageVersion(): string {
 function addCommonOptions(command: Command): Command {
   return command
     .requiredOption('-k, --key <key>', 'the lock key (hashed to an int64 on PostgreSQL)')
-    .addOption(
-      new Option(
-        '--url <url>',
-        'database URL: postgres://, postgresql://, mysql:// or mariadb://',
-      ).env('DATABASE_URL'),
+    .option(
+      '--url <url>',
+      'database URL: postgres://, postgresql://, mysql:// or mariadb:// (default: $DATABASE_URL)',
     )
-    .option('--verbose', 'log each step on stderr');
+    .option('--knexfile <path>', "take the connection from this knexfile, as knex's CLI does")
+    .option('--env <name>', 'the knexfile environment (default: $NODE_ENV, else development)')
+    .option('--verbose', 'log each step on stderr')
+    .addHelpText('after', CONNECTION_HELP);
 }
 
 /** Builds the `knex-dlock` program; `done` receives the exit code of the command that ran. */
@@ -164,9 +177,9 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
     .addHelpText('after', `${EXIT_CODES_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
     .action(async (command: string[], options: RunOptions) => {
       const log = createLogger(options.verbose ?? false);
-      const settings = () => ({
+      const settings = async () => ({
         key: options.key,
-        url: urlOf(options),
+        connection: await connectionOf(options),
         timeout: options.timeout,
         wait: options.wait,
         shared: options.shared ?? false,
@@ -175,7 +188,7 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         killAfter: options.killAfter,
         keepalive: options.keepalive,
       });
-      done(await guard(log, () => runLocked(settings(), command, log)));
+      done(await guard(log, async () => runLocked(await settings(), command, log)));
     });
 }
 
@@ -192,12 +205,12 @@ function addStatusCommand(program: Command, done: (code: number) => void): void 
     .option('--json', 'print the result as JSON')
     .action(async (options: StatusOptions) => {
       const log = createLogger(options.verbose ?? false);
-      const settings = () => ({
+      const settings = async () => ({
         key: options.key,
-        url: urlOf(options),
+        connection: await connectionOf(options),
         json: options.json ?? false,
       });
-      done(await guard(log, () => printStatus(settings(), log)));
+      done(await guard(log, async () => printStatus(await settings(), log)));
     });
 }
 

@@ -3,7 +3,8 @@ import { createLock } from '../create-lock.js';
 import { inspectLock } from '../inspect.js';
 import type { BaseLock } from '../lock.js';
 import { InvalidOptionError, type LockLostError } from '../errors.js';
-import { connect, dialectOfUrl, type CliDatabase } from './connect.js';
+import { connect, type CliDatabase } from './connect.js';
+import type { ConnectionSettings } from './connection-settings.js';
 import { formatDuration } from './duration.js';
 import { EXIT, signalExitCode } from './exit-codes.js';
 import type { Logger } from './log.js';
@@ -13,7 +14,7 @@ import { SignalRouter } from './signals.js';
 /** What `knex-dlock run` was asked to do, after parsing. */
 export interface RunSettings {
   readonly key: string;
-  readonly url: string;
+  readonly connection: ConnectionSettings;
   /** Milliseconds; undefined waits forever. */
   readonly timeout: number | undefined;
   readonly wait: boolean;
@@ -39,7 +40,7 @@ export async function runLocked(
   command: readonly string[],
   log: Logger,
 ): Promise<number> {
-  if (settings.shared && dialectOfUrl(settings.url) === 'mysql') {
+  if (settings.shared && settings.connection.dialect === 'mysql') {
     throw new InvalidOptionError(
       '--shared needs PostgreSQL: MySQL and MariaDB named locks are exclusive only.',
     );
@@ -64,9 +65,9 @@ async function acquireAndRun(
     interrupted ??= signal;
     waiting.abort();
   });
-  const db = await connect(settings.url, `knex-dlock run ${settings.key}`);
+  const db = await connect(settings.connection, `knex-dlock run ${settings.key}`);
   try {
-    log.debug(`connected to ${db.description}`);
+    log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
     const lock = createLock(db.target, settings.key, {
       shared: settings.shared,
       ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),

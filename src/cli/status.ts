@@ -2,12 +2,13 @@ import { inspectLock, type LockHolder, type LockInspection } from '../inspect.js
 import { mysqlName } from '../dialects/mysql.js';
 import { postgresKey } from '../dialects/postgres.js';
 import { connect } from './connect.js';
+import type { ConnectionSettings } from './connection-settings.js';
 import type { Logger } from './log.js';
 
 /** What `knex-dlock status` was asked to do, after parsing. */
 export interface StatusSettings {
   readonly key: string;
-  readonly url: string;
+  readonly connection: ConnectionSettings;
   readonly json: boolean;
 }
 
@@ -25,10 +26,10 @@ export async function printStatus(
   log: Logger,
   stdout: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
-  const db = await connect(settings.url, 'knex-dlock status');
+  const db = await connect(settings.connection, 'knex-dlock status');
   let report: StatusReport;
   try {
-    log.debug(`connected to ${db.description}`);
+    log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
     const inspection = await inspectLock(db.target, settings.key);
     const actualKey =
       db.dialect === 'postgres' ? postgresKey(settings.key).toString() : mysqlName(settings.key);

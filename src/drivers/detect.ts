@@ -13,7 +13,8 @@ import type { Driver } from './types.js';
 
 const SUPPORTED =
   'a knex instance or transaction (pg, pgnative, mysql, mysql2 clients), a pg Client, ' +
-  'PoolClient or Pool, or a mysql2 connection or pool (callback or promise API)';
+  'PoolClient or Pool (JavaScript or pg.native), or a mysql2 connection or pool (callback or ' +
+  'promise API)';
 
 /** Finds out what `target` is by looking at it; throws ERR_DLOCK_UNSUPPORTED_TARGET. */
 export function detectTarget(target: unknown): Driver {

@@ -6,6 +6,7 @@ import {
   unwrapped,
   type GiveBack,
   type SessionWrapper,
+  type SocketLike,
 } from './lease.js';
 import { perConnection } from './per-connection.js';
 import { runBefore } from './run-before.js';
@@ -23,6 +24,16 @@ export interface MysqlConnectionLike extends ConnectionEmitter {
   ping(callback: (err?: Error | null) => void): void;
   end(callback?: (err?: Error | null) => void): unknown;
   _handshakePacket?: { serverVersion?: string } | null;
+  /** The protocol state of a connection of the older mysql driver (mysqljs); mysql2 has none. */
+  _protocol?: MysqljsProtocol;
+}
+
+/** What the library reads of a mysqljs connection's protocol. */
+interface MysqljsProtocol {
+  _handshakeInitializationPacket?: { serverVersion?: string } | null;
+  _quitSequence?: unknown;
+  _ended?: boolean;
+  end?(): void;
 }
 
 /** The parts of a callback-style mysql2 pool the library uses. */
@@ -68,8 +79,11 @@ export function unwrapMysqlPromise(target: unknown): unknown {
   return undefined;
 }
 
+/** The server's version string from the handshake: mysql2 and mysqljs each keep it their way. */
 function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | undefined {
-  const version = connection._handshakePacket?.serverVersion;
+  const version =
+    connection._handshakePacket?.serverVersion ??
+    connection._protocol?._handshakeInitializationPacket?.serverVersion;
   if (typeof version !== 'string') return undefined;
   return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
 }
@@ -155,7 +169,24 @@ export function mysqlLease(
   giveBack: GiveBack,
   present: SessionWrapper = unwrapped,
 ): ConnectionLease {
-  return leaseConnection(connection, present(mysqlSession(connection)), giveBack, () => connection);
+  const session = present(mysqlSession(connection));
+  return leaseConnection(connection, session, giveBack, () => closer(connection));
+}
+
+/**
+ * What cuts a closing connection short. mysqljs answers a pending end() (knex closes its
+ * connections so) only when the socket reports its end, which its destroy() never does: the
+ * end is reported as the server closing the connection would, else end() would hang.
+ */
+function closer(connection: MysqlConnectionLike): SocketLike {
+  const protocol = connection._protocol;
+  if (!protocol) return connection;
+  return {
+    destroy() {
+      connection.destroy();
+      if (protocol._quitSequence && !protocol._ended) protocol.end?.();
+    },
+  };
 }
 
 /** Connects `connection` and lends it as a connection of the library's own: releasing closes it. */

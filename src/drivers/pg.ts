@@ -47,6 +47,10 @@ export interface PgClientLike extends ConnectionEmitter {
 interface PgNativeBinding {
   /** Sends libpq's cancel request for the running statement; `done` gets libpq's failure. */
   cancel(done: (err?: Error) => void): void;
+  /** 'error' when the connection broke; 'readyForQuery' after each statement's results. */
+  on(event: 'error' | 'readyForQuery', listener: () => void): unknown;
+  /** pg-native's own: stops watching libpq's socket for input. */
+  _stopReading?(): void;
 }
 
 /** The parts of a node-postgres `Pool` the library uses. */
@@ -73,7 +77,8 @@ function isNativeBinding(native: unknown): native is PgNativeBinding {
   return (
     typeof native === 'object' &&
     native !== null &&
-    typeof (native as Partial<PgNativeBinding>).cancel === 'function'
+    typeof (native as Partial<PgNativeBinding>).cancel === 'function' &&
+    typeof (native as Partial<PgNativeBinding>).on === 'function'
   );
 }
 
@@ -101,6 +106,8 @@ function rowsOf(result: PgResult | PgResult[]): Row[][] {
 class PgSession implements SqlSession {
   /** Statements waiting for the one that runs; undefined while none runs. */
   #queued: (() => void)[] | undefined;
+  /** The last transaction status the client reported ('I', 'T' or 'E'). */
+  #transactionStatus: string | undefined;
   readonly memo = new Map<symbol, unknown>();
   readonly watchCommandTags: SqlSession['watchCommandTags'];
 
@@ -112,6 +119,11 @@ class PgSession implements SqlSession {
         protocol.on('commandComplete', (message: { text?: unknown }) => {
           if (typeof message.text === 'string') listener(message.text);
         });
+    }
+    const native = connection.native;
+    if (isNativeBinding(native)) {
+      stopReadingWhenBroken(native);
+      native.on('readyForQuery', () => void this.#readTransactionStatus());
     }
   }
 
@@ -147,10 +159,21 @@ class PgSession implements SqlSession {
   }
 
   inTransaction(): boolean {
+    const status = this.#readTransactionStatus() ?? this.#transactionStatus;
+    return status === 'T' || status === 'E';
+  }
+
+  /**
+   * The client's transaction status now. pg-native has none while a statement runs (libpq's
+   * "active"): the status it reported after its last statement stands in, as the JavaScript
+   * client's does, so that a transaction-level lock does not look released meanwhile.
+   */
+  #readTransactionStatus(): string | undefined {
     const client = this.connection;
     const status =
       client.getTransactionStatus?.() ?? (client as unknown as { _txStatus?: string })._txStatus;
-    return status === 'T' || status === 'E';
+    if (status) this.#transactionStatus = status;
+    return status ?? undefined;
   }
 
   cancel(): Promise<void> {
@@ -164,6 +187,17 @@ class PgSession implements SqlSession {
 
 interface ProtocolEvents {
   on(event: 'commandComplete', listener: (message: { text?: unknown }) => void): unknown;
+}
+
+/**
+ * pg-native reports a broken connection ('error', e.g. after pg_terminate_backend) but keeps
+ * polling the socket that libpq has already closed. The next native client given the same file
+ * descriptor then crashes the process (SIGSEGV in libuv) unless the broken client was ended
+ * first. Stopping the poll as soon as the break is reported makes that order unimportant; the
+ * client is unusable after 'error' anyway, and end() still works.
+ */
+function stopReadingWhenBroken(native: PgNativeBinding): void {
+  native.on('error', () => native._stopReading?.());
 }
 
 /** The session of a client; one per client, as it keeps no state of a lease. */

@@ -4,6 +4,7 @@ import { MysqlLock, PostgresLock } from '../../src/index.js';
 import { killStarted, startCli } from '../support/processes.js';
 import { holdLock, urlFor } from '../support/sessions.js';
 import { uniqueKey, type DialectName } from '../support/targets.js';
+import { startCliWith } from './cli-env.js';
 
 interface StatusJson {
   key: string;
@@ -123,16 +124,24 @@ describe('knex-dlock options and usage errors', function () {
     expect(cli.stdout()).to.contain('--json');
   });
 
+  it('--help says where connection settings come from, and shows socket URLs', async () => {
+    const cli = startCli(['status', '--help']);
+    expect((await cli.exited).code).to.equal(0);
+    for (const text of ['--knexfile', '--env', 'DATABASE_URL', 'PGHOST', '?host=', 'socketPath=']) {
+      expect(cli.stdout()).to.contain(text);
+    }
+  });
+
   it('exits 64 when --key is missing', async () => {
     const cli = startCli(['status', '--url', await urlFor('postgres')]);
     expect((await cli.exited).code).to.equal(64);
     expect(cli.stderr()).to.contain('--key');
   });
 
-  it('exits 64 when neither --url nor DATABASE_URL is given', async () => {
-    const cli = startCli(['status', '--key', 'k']);
+  it('exits 64 when no --url, --knexfile, DATABASE_URL or PG* variable is given', async () => {
+    const cli = startCliWith(['status', '--key', 'k']);
     expect((await cli.exited).code).to.equal(64);
-    expect(cli.stderr()).to.contain('DATABASE_URL');
+    expect(cli.stderr()).to.contain('DATABASE_URL').and.contain('--knexfile').and.contain('PGHOST');
   });
 
   it('exits 64 for a URL scheme it does not support', async () => {

@@ -136,8 +136,9 @@ export class TrafficCounter {
   }
 
   /**
-   * Watches one established connection: a pg `Client` / `PoolClient` or a mysql2 connection
-   * (callback or promise flavour). Watching the same connection twice counts it once.
+   * Watches one established connection: a pg `Client` / `PoolClient`, a mysql2 connection
+   * (callback or promise flavour) or one of the older mysql driver (mysqljs). Watching the same
+   * connection twice counts it once.
    */
   watchConnection(target: object): void {
     const connection = unwrapPromise(target);
@@ -360,11 +361,13 @@ function protocolOf(connection: object): Protocol {
   throw new Error('countTraffic: not a pg client or mysql2 connection');
 }
 
+/** The socket under a connection: mysql2 calls it `stream`, mysqljs `_socket`. */
 function socketOf(connection: object, protocol: Protocol): Socket {
+  const mysql = connection as { stream?: Socket; _socket?: Socket };
   const stream =
     protocol === 'pg'
       ? (connection as { connection?: { stream?: Socket } }).connection?.stream
-      : (connection as { stream?: Socket }).stream;
+      : (mysql.stream ?? mysql._socket);
   if (!stream || typeof stream.write !== 'function') {
     throw new Error(`countTraffic: the ${protocol} connection has no socket to watch`);
   }

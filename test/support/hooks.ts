@@ -1,6 +1,6 @@
 import { databaseUrls } from './databases.js';
 
-/** Mocha root hooks: find (or start) the databases once, stop started containers at the end. */
+/** Mocha root hooks: find (or start) the databases once, stop the ones started at the end. */
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(180_000);

@@ -21,11 +21,23 @@ export interface TargetKind {
   readonly dialect: DialectName;
   /** Whether the target lends connections (pool or knex instance) rather than being one. */
   readonly pooled: boolean;
+  /**
+   * Whether test/support/counting.ts can watch its connections' sockets. pg's native client
+   * writes through libpq, whose socket JavaScript never sees: tests that count wire traffic skip
+   * those kinds, every behavioural test runs on them.
+   */
+  readonly wire: boolean;
   open(): Promise<OpenTarget>;
 }
 
 const pgUrl = async () => (await databaseUrls()).pg;
 const mysqlUrl = async () => (await databaseUrls()).mysql;
+
+/** pg's libpq binding (pg-native, a dev dependency), loaded when first used. */
+export function pgNative(): typeof pg {
+  if (!pg.native) throw new Error('pg.native is not available: is pg-native installed?');
+  return pg.native;
+}
 
 function callbackEnd(end: (cb: (err?: unknown) => void) => void): Promise<void> {
   return new Promise((resolve) => end(() => resolve()));
@@ -36,6 +48,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'knex (pg)',
     dialect: 'postgres',
     pooled: true,
+    wire: true,
     async open() {
       const knex = knexFactory({
         client: 'pg',
@@ -49,6 +62,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'knex (mysql2)',
     dialect: 'mysql',
     pooled: true,
+    wire: true,
     async open() {
       const knex = knexFactory({
         client: 'mysql2',
@@ -62,6 +76,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'pg.Client',
     dialect: 'postgres',
     pooled: false,
+    wire: true,
     async open() {
       const client = new pg.Client({ connectionString: await pgUrl() });
       await client.connect();
@@ -72,6 +87,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'pg.Pool',
     dialect: 'postgres',
     pooled: true,
+    wire: true,
     async open() {
       const pool = new pg.Pool({ connectionString: await pgUrl(), max: 4 });
       return { target: pool, close: () => pool.end() };
@@ -81,6 +97,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'pg.PoolClient',
     dialect: 'postgres',
     pooled: false,
+    wire: true,
     async open() {
       const pool = new pg.Pool({ connectionString: await pgUrl(), max: 1 });
       const client = await pool.connect();
@@ -94,9 +111,59 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     },
   },
   {
+    name: 'knex (pgnative)',
+    dialect: 'postgres',
+    pooled: true,
+    wire: false,
+    async open() {
+      const knex = knexFactory({
+        client: 'pgnative',
+        connection: await pgUrl(),
+        pool: { min: 0, max: 4 },
+      });
+      return { target: knex, close: () => knex.destroy() };
+    },
+  },
+  {
+    name: 'knex (mysql)',
+    dialect: 'mysql',
+    pooled: true,
+    wire: true,
+    async open() {
+      const knex = knexFactory({
+        client: 'mysql',
+        connection: await mysqlUrl(),
+        pool: { min: 0, max: 4 },
+      });
+      return { target: knex, close: () => knex.destroy() };
+    },
+  },
+  {
+    name: 'pg.native.Client',
+    dialect: 'postgres',
+    pooled: false,
+    wire: false,
+    async open() {
+      const client = new (pgNative().Client)({ connectionString: await pgUrl() });
+      await client.connect();
+      return { target: client, close: () => client.end().catch(() => undefined) };
+    },
+  },
+  {
+    name: 'pg.native.Pool',
+    dialect: 'postgres',
+    pooled: true,
+    wire: false,
+    async open() {
+      const pool = new (pgNative().Pool)({ connectionString: await pgUrl(), max: 4 });
+      return { target: pool, close: () => pool.end() };
+    },
+  },
+  {
     name: 'mysql2 connection',
     dialect: 'mysql',
     pooled: false,
+    wire: true,
     async open() {
       const conn = mysqlCallback.createConnection({ uri: await mysqlUrl() });
       return { target: conn, close: () => callbackEnd((cb) => conn.end(cb)) };
@@ -106,6 +173,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'mysql2/promise connection',
     dialect: 'mysql',
     pooled: false,
+    wire: true,
     async open() {
       const conn = await mysqlPromise.createConnection({ uri: await mysqlUrl() });
       return { target: conn, close: () => conn.end().catch(() => undefined) };
@@ -115,6 +183,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'mysql2 PoolConnection',
     dialect: 'mysql',
     pooled: false,
+    wire: true,
     async open() {
       const pool = mysqlCallback.createPool({ uri: await mysqlUrl(), connectionLimit: 1 });
       const conn = await new Promise<mysqlCallback.PoolConnection>((resolve, reject) =>
@@ -133,6 +202,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'mysql2/promise PoolConnection',
     dialect: 'mysql',
     pooled: false,
+    wire: true,
     async open() {
       const pool = mysqlPromise.createPool({ uri: await mysqlUrl(), connectionLimit: 1 });
       const conn = await pool.getConnection();
@@ -149,6 +219,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'mysql2 pool',
     dialect: 'mysql',
     pooled: true,
+    wire: true,
     async open() {
       const pool = mysqlCallback.createPool({ uri: await mysqlUrl(), connectionLimit: 4 });
       return { target: pool, close: () => callbackEnd((cb) => pool.end(cb)) };
@@ -158,6 +229,7 @@ export const TARGET_KINDS: readonly TargetKind[] = [
     name: 'mysql2/promise pool',
     dialect: 'mysql',
     pooled: true,
+    wire: true,
     async open() {
       const pool = mysqlPromise.createPool({ uri: await mysqlUrl(), connectionLimit: 4 });
       return { target: pool, close: () => pool.end() };
