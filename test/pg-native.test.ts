@@ -10,7 +10,13 @@ import knexFactory from 'knex';
 import type pg from 'pg';
 import { createLock, LockDatabaseError } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
+import {
+  acquireEachWay,
+  captureWarnings,
+  expectRejectCode,
+  expectThrowCode,
+  sleep,
+} from './support/expect.js';
 import { actualKeyOf, openProbe, until, type ServerProbe } from './support/lock-connections.js';
 import { startNodeScript } from './support/processes.js';
 import { openInspector, pgNative, uniqueKey, type LockInspector } from './support/targets.js';
@@ -56,13 +62,7 @@ describe('pg.native (libpq)', () => {
 
   /** One try, one wait and one timed acquire of a fresh key, each released. */
   async function cycle(client: pg.Client): Promise<void> {
-    const lock = createLock(client, uniqueKey('native'));
-    expect(await lock.acquire({ block: false })).to.equal(true);
-    await lock.release();
-    expect(await lock.acquire()).to.equal(true);
-    await lock.release();
-    expect(await lock.acquire({ timeout: 1_000 })).to.equal(true);
-    await lock.release();
+    await acquireEachWay(createLock(client, uniqueKey('native')));
   }
 
   it('a client of a pg.native.Pool is accepted, named as a native PoolClient, and locks', async () => {

@@ -9,7 +9,7 @@ import { createLock, LockDatabaseError } from '../src/index.js';
 import { countTraffic } from './support/counting.js';
 import { databaseUrls } from './support/databases.js';
 import { dialectSuite } from './support/dialect-suite.js';
-import { expectRejectCode, sleep } from './support/expect.js';
+import { acquireEachWay, expectRejectCode, sleep } from './support/expect.js';
 import { actualKeyOf, openProbe, until, type ServerProbe } from './support/lock-connections.js';
 import { uniqueKey } from './support/targets.js';
 
@@ -42,13 +42,7 @@ describe('PostgreSQL prepared statements', function () {
 
   /** One try, one wait and one timed acquire of `key`, each released. */
   async function cycle(c: pg.Client, key: string): Promise<void> {
-    const lock = createLock(c, key);
-    expect(await lock.acquire({ block: false })).to.equal(true);
-    await lock.release();
-    expect(await lock.acquire()).to.equal(true);
-    await lock.release();
-    expect(await lock.acquire({ timeout: 1_000 })).to.equal(true);
-    await lock.release();
+    await acquireEachWay(createLock(c, key));
   }
 
   it('prepares each statement once per connection, under the library’s own names', async () => {

@@ -53,3 +53,14 @@ export function abortedWithin(signal: AbortSignal, ms: number): Promise<unknown>
     });
   });
 }
+
+/** A try, a wait and a timed acquire of `lock`'s key, each expected to win and released. */
+export async function acquireEachWay(lock: {
+  acquire(options?: { block?: boolean; timeout?: number }): Promise<boolean>;
+  release(): Promise<void>;
+}): Promise<void> {
+  for (const options of [{ block: false }, {}, { timeout: 1_000 }]) {
+    expect(await lock.acquire(options), JSON.stringify(options)).to.equal(true);
+    await lock.release();
+  }
+}
