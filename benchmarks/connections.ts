@@ -41,6 +41,7 @@ import {
   spread,
   type BenchContext,
   type ResultRow,
+  REDIS_URL,
 } from './runner.js';
 
 const QUESTION = '7. lock connections';
@@ -49,7 +50,6 @@ const POOL_MAX = 10;
 const WORK_POOL_MAX = 4;
 const ACQUIRE_CONNECTION_TIMEOUT = 2_000;
 const SAMPLE_EVERY_MS = 20;
-const REDIS_URL = process.env.DLOCK_REDIS_URL || 'redis://127.0.0.1:6379';
 
 const MULTIPLEXED = 'knex-dlock, multiplexed (default)';
 const POOL = "knex-dlock, connection: 'pool'";

@@ -25,6 +25,7 @@ import {
   type BenchContext,
   type Contender,
   type ResultRow,
+  REDIS_URL,
 } from './runner.js';
 
 const QUESTION = '5. peers';
@@ -34,7 +35,6 @@ const POOL_MAX = 10;
 const TARGET_VS_REDLOCK = 1;
 /** advisory-lock is CommonJS with an `exports.default`, which an ESM default import wraps. */
 const advisoryLock = advisoryLockCjs.default;
-const REDIS_URL = process.env.DLOCK_REDIS_URL || 'redis://127.0.0.1:6379';
 const REDLOCK = 'redlock (Redis)';
 
 /** One acquire → release of `worker`'s key. */

@@ -157,6 +157,9 @@ export async function createContext(quick: boolean): Promise<BenchContext> {
   };
 }
 
+/** The Redis that redlock, the peer, runs on. */
+export const REDIS_URL = process.env.DLOCK_REDIS_URL || 'redis://127.0.0.1:6379';
+
 /** A key per benchmark run, so that concurrent runs never contend with each other. */
 let keyCounter = 0;
 export function benchKey(label: string): string {

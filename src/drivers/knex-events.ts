@@ -60,7 +60,8 @@ export class KnexReportedSession implements SqlSession {
       source: 'knex-dlock',
     };
     this.client.emit('query', event);
-    knexQueryDebug(sql.replace(/%/g, '%%'), __knexTxId);
+    // As knex does, with `%` escaped; only formatted when the namespace is on.
+    if (knexQueryDebug.enabled) knexQueryDebug(sql.replace(/%/g, '%%'), __knexTxId);
     let results: Row[][];
     try {
       results = await this.inner.query(sql, params, name);
