@@ -1,13 +1,13 @@
-import { mysqlDialect } from './dialects/mysql.js';
-import { postgresDialect } from './dialects/postgres.js';
+import { mysqlDialect } from './dialects/mysql/dialect.js';
+import { postgresDialect } from './dialects/postgres/dialect.js';
 import type { Dialect, LockMode } from './dialects/dialect.js';
 import { connectionStrategy } from './connections/registry.js';
 import { detectTarget } from './drivers/detect.js';
 import { InvalidOptionError } from './errors.js';
 import type { LockKey } from './keys.js';
-import { MysqlLock } from './mysql-lock.js';
+import { MysqlLock } from './dialects/mysql/lock.js';
 import { checkLockOptions, type LockOptions } from './options.js';
-import { PostgresLock } from './postgres-lock.js';
+import { PostgresLock } from './dialects/postgres/lock.js';
 
 /**
  * What `createLock` accepts as a target: a knex instance or transaction, a pg `Client`,

@@ -36,6 +36,7 @@ export type DlockErrorCode =
   | 'ERR_DLOCK_DEADLOCK'
   | 'ERR_DLOCK_LOCK_TABLE_FULL'
   | 'ERR_DLOCK_POOL_TIMEOUT'
+  | 'ERR_DLOCK_FENCING_UNAVAILABLE'
   | 'ERR_DLOCK_DATABASE';
 
 /** `release()` was called on a lock object that does not hold its lock. */
@@ -125,6 +126,18 @@ export function poolTimeout(description: string, cause: unknown): PoolTimeoutErr
       "which does not borrow the application's connections.",
     { cause },
   );
+}
+
+/**
+ * A lock with `fencing: true` was granted but no fencing token could be taken for it (the
+ * token store is missing and cannot be created here, the session is read-only, or it is inside
+ * a transaction that would roll the token back). The lock is not kept: a session-level grant is
+ * released again before this rejects.
+ */
+export class FencingUnavailableError extends DlockError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_DLOCK_FENCING_UNAVAILABLE', message, options);
+  }
 }
 
 /** The database or driver failed in a way the library did not expect; see `cause`. */

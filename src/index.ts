@@ -4,8 +4,8 @@
 export { createLock, type LockTarget } from './create-lock.js';
 export { withLock, type WithLockOptions } from './with-lock.js';
 export { BaseLock } from './lock.js';
-export { PostgresLock } from './postgres-lock.js';
-export { MysqlLock } from './mysql-lock.js';
+export { PostgresLock } from './dialects/postgres/lock.js';
+export { MysqlLock } from './dialects/mysql/lock.js';
 export type { AcquireOptions, LockOptions } from './options.js';
 export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';

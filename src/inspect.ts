@@ -1,8 +1,8 @@
 import type { LockTarget } from './create-lock.js';
-import { mysqlInspection } from './dialects/mysql-inspect.js';
-import { mysqlDialect } from './dialects/mysql.js';
-import { postgresInspection } from './dialects/postgres-inspect.js';
-import { postgresDialect } from './dialects/postgres.js';
+import { mysqlInspection } from './dialects/mysql/inspect.js';
+import { mysqlDialect } from './dialects/mysql/dialect.js';
+import { postgresInspection } from './dialects/postgres/inspect.js';
+import { postgresDialect } from './dialects/postgres/dialect.js';
 import type { LockHolder } from './dialects/inspection.js';
 import { detectTarget } from './drivers/detect.js';
 import type { ConnectionLease } from './drivers/types.js';

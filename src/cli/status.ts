@@ -1,6 +1,6 @@
 import { inspectLock, type LockHolder, type LockInspection } from '../inspect.js';
-import { mysqlName } from '../dialects/mysql.js';
-import { postgresKey } from '../dialects/postgres.js';
+import { mysqlName } from '../dialects/mysql/dialect.js';
+import { postgresKey } from '../dialects/postgres/dialect.js';
 import { connect } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
 import type { Logger } from './log.js';

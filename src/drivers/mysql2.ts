@@ -103,7 +103,7 @@ class MysqlSession implements SqlSession {
     return new Promise<Row[][]>((resolve, reject) => {
       this.connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
         if (err) reject(err);
-        else resolve([Array.isArray(rows) ? (rows as Row[]) : []]);
+        else resolve([Array.isArray(rows) ? (rows as Row[]) : statusRows(rows)]);
       });
     });
   }
@@ -127,6 +127,16 @@ class MysqlSession implements SqlSession {
       this.connection.ping((err) => (err ? reject(err) : resolve())),
     );
   }
+}
+
+/**
+ * What a statement without a result set reports in its OK packet, as one row: the affected
+ * rows and the insert id, which `LAST_INSERT_ID(expr)` sets.
+ */
+function statusRows(status: unknown): Row[] {
+  if (typeof status !== 'object' || status === null) return [];
+  const { affectedRows, insertId } = status as { affectedRows?: unknown; insertId?: unknown };
+  return [{ affectedRows, insertId }];
 }
 
 /** The session of a connection; one per connection, as it keeps no state of a lease. */

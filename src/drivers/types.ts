@@ -11,7 +11,8 @@ export interface SqlSession {
    * Runs `sql` with bound `params` and resolves one array of rows per statement (a multi-statement
    * string, sent only without params, gives several). With `name`, a driver that can keeps `sql`
    * prepared on the connection under that name, so that the server parses it only once; the
-   * caller gives each distinct text its own name.
+   * caller gives each distinct text its own name. On MySQL, a statement without a result set
+   * gives one row of its OK packet: `{ affectedRows, insertId }`.
    */
   query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]>;
   /**

@@ -3,12 +3,12 @@
  * server needed. test/dialects/mysql8.test.ts runs the same behaviours against a server.
  */
 import { expect } from 'chai';
-import { mysqlName, timeoutSeconds } from '../../src/dialects/mysql.js';
+import { mysqlName, timeoutSeconds } from '../../src/dialects/mysql/dialect.js';
 import {
   getLockErrorOutcome,
   getLockValueOutcome,
   type GetLockOutcome,
-} from '../../src/dialects/mysql-outcomes.js';
+} from '../../src/dialects/mysql/outcomes.js';
 import { LockDatabaseError, LockDeadlockError } from '../../src/errors.js';
 import { mysqlServerError } from '../support/scripted-mysql8-session.js';
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { timeoutSeconds } from '../../src/dialects/mysql.js';
+import { timeoutSeconds } from '../../src/dialects/mysql/dialect.js';
 
 describe('MySQL dialect: GET_LOCK timeouts', () => {
   it('a try is 0 s on every server', () => {

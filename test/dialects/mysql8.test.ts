@@ -11,8 +11,8 @@
 import { expect } from 'chai';
 import mysqlCallback from 'mysql2';
 import type { Wait } from '../../src/dialects/dialect.js';
-import { mysqlDialect, mysqlName } from '../../src/dialects/mysql.js';
-import { mysqlInspection } from '../../src/dialects/mysql-inspect.js';
+import { mysqlDialect, mysqlName } from '../../src/dialects/mysql/dialect.js';
+import { mysqlInspection } from '../../src/dialects/mysql/inspect.js';
 import { mysqlConnectionDriver, type MysqlConnectionLike } from '../../src/drivers/mysql2.js';
 import type { Row, SqlSession } from '../../src/drivers/types.js';
 import { LockDatabaseError, LockDeadlockError } from '../../src/errors.js';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { undoStrayGrantStatement } from '../../src/dialects/postgres-sql.js';
+import { undoStrayGrantStatement } from '../../src/dialects/postgres/sql.js';
 import { PostgresLock } from '../../src/index.js';
 import { databaseUrls } from '../support/databases.js';
 

@@ -4,9 +4,9 @@
  * scripts (a wait inside a transaction, a session's first wait) carry keys, as validated int64
  * literals.
  */
-import { ensureInt64 } from '../keys.js';
-import type { LockMode, Wait } from './dialect.js';
-import type { Statement } from './postgres-statements.js';
+import { ensureInt64 } from '../../keys.js';
+import type { LockMode, Wait } from '../dialect.js';
+import type { Statement } from './statements.js';
 
 const SAVEPOINT = 'knex_dlock_wait';
 const WAIT_FUNCTION = 'pg_temp.knex_dlock_wait';

@@ -1,7 +1,7 @@
-import { databaseError, LockDeadlockError, LockTableFullError } from '../errors.js';
-import type { Row, SqlSession } from '../drivers/types.js';
-import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../keys.js';
-import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from './dialect.js';
+import { databaseError, LockDeadlockError, LockTableFullError } from '../../errors.js';
+import type { Row, SqlSession } from '../../drivers/types.js';
+import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../../keys.js';
+import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from '../dialect.js';
 import {
   failedWaitCleanupSql,
   lockStatement,
@@ -11,8 +11,8 @@ import {
   WAIT_FUNCTION_CALL,
   waitFunctionParams,
   waitFunctionScriptSql,
-} from './postgres-sql.js';
-import { runStatement, takeTempDropped } from './postgres-statements.js';
+} from './sql.js';
+import { runStatement, takeTempDropped } from './statements.js';
 
 const LOCK_TIMEOUT = '55P03';
 const QUERY_CANCELED = '57014';

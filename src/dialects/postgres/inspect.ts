@@ -1,5 +1,5 @@
-import type { Row } from '../drivers/types.js';
-import { numberOrNull, textOrNull, type Inspection, type LockHolder } from './inspection.js';
+import type { Row } from '../../drivers/types.js';
+import { numberOrNull, textOrNull, type Inspection, type LockHolder } from '../inspection.js';
 
 /**
  * Granted advisory locks on an int8 key in the current database, with the holding session's

@@ -1,8 +1,8 @@
-import type { Row, SqlSession } from '../drivers/types.js';
-import { databaseError, InvalidKeyError, InvalidOptionError } from '../errors.js';
-import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../keys.js';
-import { firstRowValue, type Dialect, type Wait } from './dialect.js';
-import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './mysql-outcomes.js';
+import type { Row, SqlSession } from '../../drivers/types.js';
+import { databaseError, InvalidKeyError, InvalidOptionError } from '../../errors.js';
+import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../../keys.js';
+import { firstRowValue, type Dialect, type Wait } from '../dialect.js';
+import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
 /** MySQL's limit on lock names, in characters. */
 const MYSQL_NAME_MAX = 64;

@@ -1,6 +1,6 @@
-import { mysqlDialect, mysqlName } from './dialects/mysql.js';
-import type { LockKey } from './keys.js';
-import { BaseLock, type LockParts } from './lock.js';
+import { mysqlDialect, mysqlName } from './dialect.js';
+import type { LockKey } from '../../keys.js';
+import { BaseLock, type LockParts } from '../../lock.js';
 
 /** A MySQL / MariaDB named lock (`GET_LOCK`). Create it with {@link createLock}. */
 export class MysqlLock extends BaseLock<string> {

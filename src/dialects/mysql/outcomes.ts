@@ -1,5 +1,5 @@
-import { databaseError, LockDeadlockError, type DlockError } from '../errors.js';
-import { errorNumber } from './dialect.js';
+import { databaseError, LockDeadlockError, type DlockError } from '../../errors.js';
+import { errorNumber } from '../dialect.js';
 
 /** MariaDB's error for a deadlock between named-lock waits (SQLSTATE 40001). */
 export const ER_LOCK_DEADLOCK = 1213;

@@ -1,6 +1,6 @@
-import { postgresDialect, postgresKey, unpreparedPostgresDialect } from './dialects/postgres.js';
-import { ensureInt64, type LockKey } from './keys.js';
-import { BaseLock, type LockParts } from './lock.js';
+import { postgresDialect, postgresKey, unpreparedPostgresDialect } from './dialect.js';
+import { ensureInt64, type LockKey } from '../../keys.js';
+import { BaseLock, type LockParts } from '../../lock.js';
 
 /**
  * A PostgreSQL advisory lock: session or transaction level (`xact`), exclusive or `shared`.

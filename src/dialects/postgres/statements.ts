@@ -9,9 +9,9 @@
  * that a name does not exist, the generation moves on and the next use prepares afresh under a
  * new name.
  */
-import { databaseError } from '../errors.js';
-import type { Row, SqlSession } from '../drivers/types.js';
-import { errorCode } from './dialect.js';
+import { databaseError } from '../../errors.js';
+import type { Row, SqlSession } from '../../drivers/types.js';
+import { errorCode } from '../dialect.js';
 
 /** A fixed statement: `id` names it within the library (letters, digits, underscores). */
 export interface Statement {

@@ -1,5 +1,5 @@
-import type { Row } from '../drivers/types.js';
-import { numberOrNull, textOrNull, type Inspection, type LockHolder } from './inspection.js';
+import type { Row } from '../../drivers/types.js';
+import { numberOrNull, textOrNull, type Inspection, type LockHolder } from '../inspection.js';
 
 /**
  * The holder of a named lock and its PROCESSLIST row, in one statement so that both describe
