@@ -1,13 +1,11 @@
-import { mysqlDialect } from './dialects/mysql/dialect.js';
-import { postgresDialect } from './dialects/postgres/dialect.js';
-import type { Dialect, LockMode } from './dialects/dialect.js';
 import { connectionStrategy } from './connections/registry.js';
+import { checkMode, type LockMode } from './dialects/dialect.js';
+import { dialectModule, type RegisteredLock } from './dialects/registry.js';
 import { detectTarget } from './drivers/detect.js';
 import { InvalidOptionError } from './errors.js';
 import type { LockKey } from './keys.js';
-import { MysqlLock } from './dialects/mysql/lock.js';
+import type { LockParts } from './lock.js';
 import { checkLockOptions, type LockOptions } from './options.js';
-import { PostgresLock } from './dialects/postgres/lock.js';
 
 /**
  * What `createLock` accepts as a target: a knex instance or transaction, a pg `Client`,
@@ -33,17 +31,17 @@ export function createLock(
   target: LockTarget,
   key: LockKey,
   options?: LockOptions,
-): PostgresLock | MysqlLock;
+): RegisteredLock;
 export function createLock<K>(
   target: LockTarget,
   key: K,
   options: LockOptions<K> & { convert: (key: K) => bigint | string },
-): PostgresLock | MysqlLock;
+): RegisteredLock;
 export function createLock(
   target: LockTarget,
   key: unknown,
   options: Omit<LockOptions, 'convert'> & { convert?: (key: never) => bigint | string } = {},
-): PostgresLock | MysqlLock {
+): RegisteredLock {
   const convert = options.convert as ((key: unknown) => unknown) | undefined;
   checkLockOptions(options);
   const driver = detectTarget(target);
@@ -53,29 +51,27 @@ export function createLock(
     );
   }
   const mode: LockMode = { shared: options.shared ?? false, xact: options.xact ?? false };
-  const dialect: Dialect<bigint> | Dialect<string> =
-    driver.dialect === 'postgres' ? postgresDialect : mysqlDialect;
-  dialect.checkMode(mode);
+  const family = dialectModule(driver.dialect);
+  const dialect = family.dialectFor(options);
+  checkMode(dialect, mode);
   if (mode.xact && driver.pooled) {
     throw new InvalidOptionError(
       `xact: true needs a transaction, but ${driver.description} hands out connections outside ` +
         'any transaction: pass a knex transaction (or a pg client inside BEGIN ... COMMIT).',
     );
   }
-  const strategy = connectionStrategy(driver, options.connection);
-  const parts = { strategy, key, mode, onLost: options.onLost, keepalive: options.keepalive };
-  if (driver.dialect === 'postgres') {
-    const actualKey = convert
-      ? postgresDialect.checkConvertedKey(convert(key))
-      : postgresDialect.convertKey(key as LockKey);
-    return new PostgresLock({
-      ...parts,
-      actualKey,
-      preparedStatements: options.preparedStatements,
-    });
-  }
   const actualKey = convert
-    ? mysqlDialect.checkConvertedKey(convert(key))
-    : mysqlDialect.convertKey(key as LockKey);
-  return new MysqlLock({ ...parts, actualKey });
+    ? dialect.checkConvertedKey(convert(key))
+    : dialect.convertKey(key as LockKey);
+  const parts: LockParts<bigint | string> = {
+    strategy: connectionStrategy(driver, options.connection),
+    dialect,
+    key,
+    actualKey,
+    mode,
+    onLost: options.onLost,
+    keepalive: options.keepalive,
+  };
+  // Each family's lock class takes the key type its own dialect made.
+  return (family.createLock as (parts: LockParts<bigint | string>) => RegisteredLock)(parts);
 }

@@ -22,6 +22,7 @@ export {
   LockDatabaseError,
   LockTableFullError,
   PoolTimeoutError,
+  FencingUnavailableError,
   type DlockErrorCode,
 } from './errors.js';
 export {

@@ -1,9 +1,7 @@
 import type { LockTarget } from './create-lock.js';
-import { mysqlInspection } from './dialects/mysql/inspect.js';
-import { mysqlDialect } from './dialects/mysql/dialect.js';
-import { postgresInspection } from './dialects/postgres/inspect.js';
-import { postgresDialect } from './dialects/postgres/dialect.js';
+import type { Dialect } from './dialects/dialect.js';
 import type { LockHolder } from './dialects/inspection.js';
+import { dialectModule } from './dialects/registry.js';
 import { detectTarget } from './drivers/detect.js';
 import type { ConnectionLease } from './drivers/types.js';
 import { databaseError, DlockError, InvalidOptionError } from './errors.js';
@@ -64,18 +62,11 @@ export async function inspectLock(
     throw new InvalidOptionError('Option "convert" must be a function.');
   }
   const driver = detectTarget(target);
-  const lookUp =
-    driver.dialect === 'postgres'
-      ? postgresLookUp(
-          convert
-            ? postgresDialect.checkConvertedKey(convert(key))
-            : postgresDialect.convertKey(key as LockKey),
-        )
-      : mysqlLookUp(
-          convert
-            ? mysqlDialect.checkConvertedKey(convert(key))
-            : mysqlDialect.convertKey(key as LockKey),
-        );
+  // The family's dialect, whatever its keys' type: the key it makes goes back to it alone.
+  const dialect = dialectModule(driver.dialect).dialect as Dialect<unknown>;
+  const actualKey = convert
+    ? dialect.checkConvertedKey(convert(key))
+    : dialect.convertKey(key as LockKey);
   let lease: ConnectionLease;
   try {
     lease = await driver.lease();
@@ -84,19 +75,11 @@ export async function inspectLock(
   }
   let holders: LockHolder[];
   try {
-    holders = await lookUp(lease);
+    holders = await dialect.holders(lease.session, actualKey);
   } catch (err) {
     await lease.release();
     throw databaseError('Inspecting the lock', err);
   }
   await lease.release();
   return { held: holders.length > 0, holders };
-}
-
-function postgresLookUp(key: bigint) {
-  return (lease: ConnectionLease) => postgresInspection.holders(lease.session, key);
-}
-
-function mysqlLookUp(name: string) {
-  return (lease: ConnectionLease) => mysqlInspection.holders(lease.session, name);
 }

@@ -8,6 +8,7 @@ import {
   LockLostError,
   LockNotHeldError,
 } from './errors.js';
+import { scopeOf, type LockScope } from './lock-scope.js';
 import { parseWait, type AcquireOptions } from './options.js';
 import { holdStarted, traceAcquire, traceLoss, traceRelease } from './trace.js';
 
@@ -41,6 +42,7 @@ export abstract class BaseLock<
   readonly #strategy: ConnectionStrategy;
   readonly #dialect: Dialect<Key>;
   readonly #mode: LockMode;
+  readonly #scope: LockScope;
   readonly #onLost: ((error: LockLostError) => void) | undefined;
   readonly #keepalive: number | undefined;
   #state: State = 'idle';
@@ -57,10 +59,11 @@ export abstract class BaseLock<
   #heldSince: number | undefined;
 
   /** @internal Use {@link createLock}. */
-  protected constructor(parts: LockParts<Key>) {
+  constructor(parts: LockParts<Key>) {
     this.#strategy = parts.strategy;
     this.#dialect = parts.dialect;
     this.#mode = parts.mode;
+    this.#scope = scopeOf(parts.mode);
     this.#onLost = parts.onLost;
     this.#keepalive = parts.keepalive;
     this.key = parts.key;
@@ -201,14 +204,7 @@ export abstract class BaseLock<
           'which does nothing when the lock is not held.',
       );
     }
-    if (this.#mode.xact) {
-      process.emitWarning(
-        'A transaction-level lock is held until its transaction ends; release() changed nothing.',
-        { code: 'DLOCK_XACT_RELEASE' },
-      );
-      return;
-    }
-    await this.#release(this.#hold);
+    if (this.#scope.releasable()) await this.#release(this.#hold);
   }
 
   async #release(hold: Hold): Promise<void> {
@@ -256,7 +252,7 @@ export abstract class BaseLock<
       this.#state = 'idle';
       return;
     }
-    if (state !== 'held' || !this.#hold || this.#mode.xact) return;
+    if (state !== 'held' || !this.#hold || !this.#scope.closeReleases) return;
     await this.#release(this.#hold);
   }
 
@@ -267,10 +263,10 @@ export abstract class BaseLock<
 
   /** The state, after noticing that a transaction-level lock's transaction has ended. */
   #current(): State {
-    if (this.#state === 'held' && this.#mode.xact && !this.#hold?.session.inTransaction()) {
-      const hold = this.#hold;
+    const hold = this.#hold;
+    if (this.#state === 'held' && hold && this.#scope.ended(hold)) {
       this.#finish();
-      hold?.forget();
+      hold.forget();
     }
     return this.#state;
   }
@@ -301,12 +297,7 @@ export abstract class BaseLock<
 
   #onTransactionEnding(): void {
     const hold = this.#hold;
-    if (this.#state !== 'held' || this.#mode.xact || !hold) return;
-    process.emitWarning(
-      'A session-level lock was still held when its transaction ended; it was released so ' +
-        'that the connection goes back to the pool clean. Release locks before the transaction ends.',
-      { code: 'DLOCK_RELEASED_AT_TRANSACTION_END' },
-    );
+    if (this.#state !== 'held' || !hold || !this.#scope.releaseAtTransactionEnd()) return;
     // The unlock is queued now, ahead of the COMMIT or ROLLBACK that is about to be sent.
     this.#release(hold).catch(() => undefined);
   }

@@ -6,6 +6,7 @@
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import { createLock } from '../src/index.js';
+import { serverFlavor } from '../src/dialects/mysql/dialect.js';
 import { knexDriver, type KnexLike } from '../src/drivers/knex.js';
 import { mysqlConnectionDriver, type MysqlConnectionLike } from '../src/drivers/mysql2.js';
 import { databaseUrls } from './support/databases.js';
@@ -28,7 +29,7 @@ describe("knex's mysql client (mysqljs)", () => {
   it('the server flavour comes from the handshake, as SELECT VERSION() names it', async () => {
     const lease = await knexDriver(knex as unknown as KnexLike, 'mysql').lease();
     try {
-      expect(lease.session.serverFlavor).to.equal(await mysqlServerFlavor());
+      expect(serverFlavor(lease.session)).to.equal(await mysqlServerFlavor());
     } finally {
       await lease.release();
     }
@@ -45,7 +46,7 @@ describe("knex's mysql client (mysqljs)", () => {
         expect(packet?.serverVersion).to.be.a('string');
         packet!.serverVersion = version;
         const lease = await mysqlConnectionDriver(raw, 'mysql').lease();
-        expect(lease.session.serverFlavor).to.equal(flavor);
+        expect(serverFlavor(lease.session)).to.equal(flavor);
         await lease.release();
       } finally {
         await knex.client.destroyRawConnection(raw);

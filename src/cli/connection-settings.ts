@@ -1,8 +1,9 @@
+import { dialectModule, dialectModules, type DialectName } from '../dialects/registry.js';
 import { InvalidOptionError } from '../errors.js';
 import { readKnexfile } from './knexfile.js';
 
 /** The database family the CLI talks to: it decides the driver and the lock SQL. */
-export type CliDialect = 'postgres' | 'mysql';
+export type CliDialect = DialectName;
 
 /** Where the CLI's connection comes from, resolved: the driver settings and their origin. */
 export interface ConnectionSettings {
@@ -23,20 +24,6 @@ export interface ConnectionOptions {
   readonly knexfile?: string;
   readonly env?: string;
 }
-
-const SCHEMES: Readonly<Record<string, CliDialect>> = {
-  postgres: 'postgres',
-  postgresql: 'postgres',
-  mysql: 'mysql',
-  mariadb: 'mysql',
-};
-
-/**
- * The libpq variables that say where or as whom to connect. Any of them set means PostgreSQL:
- * no other database has such a convention. Variables that only tune a connection (PGSSLMODE,
- * PGAPPNAME, PGCONNECT_TIMEOUT, PGOPTIONS) apply when they are set, but do not choose it.
- */
-const LIBPQ_ADDRESS_VARIABLES = ['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE'] as const;
 
 const NOTHING_FOUND =
   'No database settings: pass --url (postgres://… or mysql://…) or --knexfile, or set ' +
@@ -67,13 +54,9 @@ export async function resolveConnection(
   if (options.url !== undefined) return fromUrl(options.url, '--url');
   if (options.knexfile !== undefined) return readKnexfile(options.knexfile, options.env, env);
   if (env.DATABASE_URL) return fromUrl(env.DATABASE_URL, 'DATABASE_URL');
-  const libpq = LIBPQ_ADDRESS_VARIABLES.filter((name) => env[name]);
-  if (libpq.length > 0) {
-    return {
-      dialect: 'postgres',
-      config: {},
-      source: `the PG* environment variables (${libpq.join(', ')})`,
-    };
+  for (const [dialect, family] of dialectModules()) {
+    const found = family.cli.fromEnvironment?.(env);
+    if (found) return { dialect, ...found };
   }
   throw new InvalidOptionError(NOTHING_FOUND);
 }
@@ -87,7 +70,7 @@ function fromUrl(url: string, source: string): ConnectionSettings {
   const dialect = dialectOfUrl(url, source);
   return {
     dialect,
-    config: dialect === 'postgres' ? { connectionString: url } : { uri: url },
+    config: dialectModule(dialect).cli.settingsFromUrl(url),
     source,
   };
 }
@@ -101,12 +84,20 @@ function dialectOfUrl(url: string, source = 'the database URL'): CliDialect {
         'mysql://user:pass@host:3306/db.',
     );
   }
-  const dialect = SCHEMES[scheme];
+  const dialect = dialectModules().find(([, family]) =>
+    family.cli.urlSchemes.includes(scheme),
+  )?.[0];
   if (!dialect) {
     throw new InvalidOptionError(
-      `The URL scheme "${scheme}:" (from ${source}) is not supported: use postgres://, ` +
-        'postgresql://, mysql:// or mariadb://.',
+      `The URL scheme "${scheme}:" (from ${source}) is not supported: use ` +
+        `${knownSchemes()}.`,
     );
   }
   return dialect;
+}
+
+/** The URL schemes of every registered family, for messages: "postgres://, …". */
+function knownSchemes(): string {
+  const schemes = dialectModules().flatMap(([, family]) => family.cli.urlSchemes);
+  return schemes.map((scheme) => `${scheme}://`).join(', ');
 }

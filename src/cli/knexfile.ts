@@ -3,20 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { dialectModule, dialectModules } from '../dialects/registry.js';
 import { DlockError, InvalidOptionError, UnsupportedTargetError } from '../errors.js';
 import type { CliDialect, ConnectionSettings } from './connection-settings.js';
 
 /** knex `client` names (and aliases) the CLI can lock through, and their database family. */
-const CLIENTS: Readonly<Record<string, CliDialect>> = {
-  pg: 'postgres',
-  postgres: 'postgres',
-  postgresql: 'postgres',
-  pgnative: 'postgres',
-  mysql: 'mysql',
-  mysql2: 'mysql',
-  mariadb: 'mysql',
-};
-
 const TYPESCRIPT = new Set(['.ts', '.mts', '.cts']);
 
 type Dict = Record<string, unknown>;
@@ -204,12 +195,14 @@ async function settingsOf(source: string, config: Dict): Promise<ConnectionSetti
         'for instance), as knex needs too.',
     );
   }
-  const dialect = typeof client === 'string' ? CLIENTS[client] : undefined;
+  const dialect =
+    typeof client === 'string'
+      ? dialectModules().find(([, family]) => family.cli.knexClients.includes(client))?.[0]
+      : undefined;
   if (!dialect) {
     throw new UnsupportedTargetError(
       `The client ${typeof client === 'string' ? `"${client}"` : `(${describe(client)})`} of ${source} ` +
-        'is not one knex-dlock can lock through: use pg, postgres, postgresql or pgnative ' +
-        '(PostgreSQL), or mysql, mysql2 or mariadb (MySQL / MariaDB).',
+        `is not one knex-dlock can lock through: use ${knownClients()}.`,
     );
   }
   return { dialect, config: await connectionOf(source, dialect, config.connection), source };
@@ -220,7 +213,7 @@ async function connectionOf(source: string, dialect: CliDialect, connection: unk
   const value = await settle(connection);
   if (value === undefined || value === null) return {};
   if (typeof value === 'string') {
-    return dialect === 'postgres' ? { connectionString: value } : { uri: value };
+    return dialectModule(dialect).cli.settingsFromUrl(value);
   }
   if (typeof value === 'object') {
     // knex's hook for a connection function's expiry; the drivers know nothing of it.
@@ -242,4 +235,11 @@ function describe(value: unknown): string {
   if (value === null || value === undefined) return String(value);
   if (typeof value === 'function') return 'a function';
   return typeof value === 'object' ? 'an object' : `${typeof value} ${JSON.stringify(value)}`;
+}
+
+/** The knexfile clients of every registered family, for messages: "pg, … (PostgreSQL), …". */
+function knownClients(): string {
+  return dialectModules()
+    .map(([, family]) => `${family.cli.knexClients.join(', ')} (${family.dialect.title})`)
+    .join('; ');
 }

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createLock } from '../create-lock.js';
 import { inspectLock } from '../inspect.js';
 import type { BaseLock } from '../lock.js';
+import { dialectModule } from '../dialects/registry.js';
 import { InvalidOptionError, type LockLostError } from '../errors.js';
 import { connect, type CliDatabase } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
@@ -40,9 +41,10 @@ export async function runLocked(
   command: readonly string[],
   log: Logger,
 ): Promise<number> {
-  if (settings.shared && settings.connection.dialect === 'mysql') {
+  const { dialect } = dialectModule(settings.connection.dialect);
+  if (settings.shared && !dialect.capabilities.shared) {
     throw new InvalidOptionError(
-      '--shared needs PostgreSQL: MySQL and MariaDB named locks are exclusive only.',
+      `--shared needs a database with shared locks: ${dialect.title} locks are exclusive only.`,
     );
   }
   const signals = new SignalRouter();

@@ -1,6 +1,6 @@
 import { inspectLock, type LockHolder, type LockInspection } from '../inspect.js';
-import { mysqlName } from '../dialects/mysql/dialect.js';
-import { postgresKey } from '../dialects/postgres/dialect.js';
+import type { Dialect } from '../dialects/dialect.js';
+import { dialectModule, type DialectName } from '../dialects/registry.js';
 import { connect } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
 import type { Logger } from './log.js';
@@ -15,7 +15,9 @@ export interface StatusSettings {
 /** The `--json` document: the inspection plus what was inspected. */
 export interface StatusReport extends LockInspection {
   readonly key: string;
-  readonly dialect: 'postgres' | 'mysql';
+  readonly dialect: DialectName;
+  /** The database key as the dialect names it, e.g. `PostgreSQL advisory key 42`. */
+  readonly description: string;
   /** The database's key: a decimal int64 (PostgreSQL) or the lock name (MySQL). */
   readonly actualKey: string;
 }
@@ -31,9 +33,15 @@ export async function printStatus(
   try {
     log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
     const inspection = await inspectLock(db.target, settings.key);
-    const actualKey =
-      db.dialect === 'postgres' ? postgresKey(settings.key).toString() : mysqlName(settings.key);
-    report = { key: settings.key, dialect: db.dialect, actualKey, ...inspection };
+    const dialect = dialectModule(db.dialect).dialect as Dialect<bigint | string>;
+    const key = dialect.convertKey(settings.key);
+    report = {
+      key: settings.key,
+      dialect: db.dialect,
+      actualKey: key.toString(),
+      description: dialect.describeKey(key),
+      ...inspection,
+    };
   } finally {
     await db.close();
   }
@@ -42,10 +50,7 @@ export async function printStatus(
 }
 
 function formatReport(report: StatusReport): string {
-  const what =
-    report.dialect === 'postgres'
-      ? `lock "${report.key}" (PostgreSQL advisory key ${report.actualKey})`
-      : `lock "${report.key}" (MySQL lock name ${JSON.stringify(report.actualKey)})`;
+  const what = `lock "${report.key}" (${report.description})`;
   if (!report.held) return `${what}: free\n`;
   const count = report.holders.length;
   const lines = report.holders.map((holder) => `  ${describeHolder(holder)}`);

@@ -29,7 +29,7 @@ export async function acquireOnSession<Key>(
   let cancelling: Promise<void> | undefined;
   // A try returns at once by itself. A failed cancel is ignored: the wait then simply ends on
   // its own terms.
-  const onAbort = () => void (cancelling = session.cancel().catch(() => undefined));
+  const onAbort = () => void (cancelling = dialect.cancel(session).catch(() => undefined));
   if (wait.kind !== 'try') {
     signal.addEventListener('abort', onAbort, { once: true });
     traceServerWait(request.label, session, wait);

@@ -1,12 +1,10 @@
-import type { SqlSession } from '../drivers/types.js';
-
 /**
- * Pings `session` every `every` milliseconds; a ping that fails, or is still unanswered `every`
+ * Calls `ping` every `every` milliseconds; a ping that fails, or is still unanswered `every`
  * ms after it was sent, calls `onDead` (so a silent partition is noticed within about two
  * periods). Returns the function that stops it. The timer does not keep the process alive.
  */
 export function startKeepalive(
-  session: SqlSession,
+  ping: () => Promise<void>,
   every: number,
   onDead: (cause: unknown) => void,
 ): () => void {
@@ -19,7 +17,7 @@ export function startKeepalive(
       return;
     }
     sentAt = performance.now();
-    session.ping().then(
+    ping().then(
       () => (sentAt = undefined),
       (err: unknown) => onDead(err),
     );

@@ -120,7 +120,11 @@ class LeasedHold<Key> implements Hold {
     const unwatch = this.lease.watch(onLost);
     const every = this.lock.keepalive;
     if (every === undefined) return unwatch;
-    const stopKeepalive = startKeepalive(this.lease.session, every, onLost);
+    const stopKeepalive = startKeepalive(
+      () => this.lock.dialect.ping(this.lease.session),
+      every,
+      onLost,
+    );
     return () => {
       unwatch();
       stopKeepalive();

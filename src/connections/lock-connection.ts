@@ -34,6 +34,8 @@ export class LockConnection {
   readonly #keepalives = new Counts<number>();
   #keepaliveEvery: number | undefined;
   #stopKeepalive: (() => void) | undefined;
+  /** How its holds' dialect pings it. */
+  #ping: (() => Promise<void>) | undefined;
 
   constructor(
     readonly lease: ConnectionLease,
@@ -86,6 +88,8 @@ export class LockConnection {
     this.#keys.add(hold.id);
     const { keepalive } = hold.lock;
     if (keepalive !== undefined) {
+      const { dialect } = hold.lock;
+      this.#ping ??= () => dialect.ping(this.session);
       this.#keepalives.add(keepalive);
       this.#updateKeepalive();
     }
@@ -114,10 +118,11 @@ export class LockConnection {
     if (every === this.#keepaliveEvery || this.closed) return;
     this.#stopKeepalive?.();
     this.#keepaliveEvery = every;
+    const ping = this.#ping;
     this.#stopKeepalive =
-      every === undefined
+      every === undefined || !ping
         ? undefined
-        : startKeepalive(this.session, every, (cause) => this.owner.failed(this, cause));
+        : startKeepalive(ping, every, (cause) => this.owner.failed(this, cause));
   }
 }
 

@@ -1,5 +1,7 @@
 import type { Row, SqlSession } from '../drivers/types.js';
+import { InvalidOptionError } from '../errors.js';
 import type { LockKey } from '../keys.js';
+import type { LockHolder } from './inspection.js';
 
 /** Which kind of lock to take; both flags default to false. */
 export interface LockMode {
@@ -15,18 +17,31 @@ export type Wait =
   | { readonly kind: 'forever' }
   | { readonly kind: 'timed'; readonly ms: number };
 
+/** What a database's locks can do beyond exclusive session-level locks. */
+export interface DialectCapabilities {
+  /** Shared locks, which exclude only exclusive ones. */
+  readonly shared: boolean;
+  /** Transaction-level locks, held until the transaction ends. */
+  readonly xact: boolean;
+}
+
 /**
- * The SQL of one database family and its key conversion. A dialect runs statements through a
- * {@link SqlSession} and knows no driver; it keeps no state between calls.
+ * One database family: its SQL, key conversion, inspection, capabilities, cancel and ping, and
+ * the meaning of its error codes. A dialect runs statements through a {@link SqlSession} and
+ * knows no driver; what it remembers of a connection lives in `session.memo`.
  */
 export interface Dialect<Key> {
-  readonly name: 'postgres' | 'mysql';
+  /** The registry's name of the family, e.g. `'postgres'`. */
+  readonly name: string;
+  /** The family in messages, e.g. "PostgreSQL". */
+  readonly title: string;
+  readonly capabilities: DialectCapabilities;
   /** The user key as the database sees it; throws InvalidKeyError. */
   convertKey(key: LockKey): Key;
   /** Checks a converted key produced by a user's `convert` function; throws InvalidKeyError. */
   checkConvertedKey(value: unknown): Key;
-  /** Throws InvalidOptionError for a mode the database cannot lock in. */
-  checkMode(mode: LockMode): void;
+  /** The database key in messages, e.g. `PostgreSQL advisory key 42`. */
+  describeKey(key: Key): string;
   /**
    * Takes the lock on `session`. Resolves true when held, false when the wait ended without it
    * (timeout, busy, or `cancelled()` turned true and the server-side wait was cancelled). Never
@@ -41,6 +56,46 @@ export interface Dialect<Key> {
   ): Promise<boolean>;
   /** Releases one hold; resolves false when the database says this session did not hold it. */
   release(session: SqlSession, key: Key, mode: LockMode): Promise<boolean>;
+  /**
+   * Asks the server to cancel the statement running on `session`, from another connection.
+   * Resolves once the request was delivered; the running statement then fails or returns early.
+   */
+  cancel(session: SqlSession): Promise<void>;
+  /** Resolves when the server answers a no-op on `session` (for keepalive checks). */
+  ping(session: SqlSession): Promise<void>;
+  /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
+  holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
+}
+
+/** Throws InvalidOptionError for a mode that `dialect`'s locks cannot take. */
+export function checkMode(dialect: Dialect<unknown>, mode: LockMode): void {
+  const { shared, xact } = dialect.capabilities;
+  if (mode.shared && !shared) {
+    throw new InvalidOptionError(
+      `${dialect.title} locks are exclusive only: remove \`shared: true\`.`,
+    );
+  }
+  if (mode.xact && !xact) {
+    throw new InvalidOptionError(
+      `${dialect.title} locks are session level only: remove \`xact: true\`.`,
+    );
+  }
+}
+
+/**
+ * Cancels the statement running on `session` with `sql` (whose one parameter is the server's
+ * session id) sent from a short-lived second connection; or with the driver's own cancel
+ * request, for a driver that cannot name its session.
+ */
+export async function cancelFromElsewhere(session: SqlSession, sql: string): Promise<void> {
+  if (session.requestCancel) return session.requestCancel();
+  if (session.serverId === undefined) return;
+  const sibling = await session.openSibling();
+  try {
+    await sibling.query(sql, [session.serverId]);
+  } finally {
+    await sibling.close();
+  }
 }
 
 /** The driver error's `code` (SQLSTATE for pg, e.g. `ER_LOCK_DEADLOCK` for mysql2). */

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import createDebug from 'debug';
-import type { Row, SqlSession } from './types.js';
+import type { Row, SiblingSession, SqlSession } from './types.js';
 
 const knexQueryDebug = createDebug('knex:query');
 
@@ -44,8 +44,16 @@ export class KnexReportedSession implements SqlSession {
     return this.inner.serverId;
   }
 
-  get serverFlavor(): SqlSession['serverFlavor'] {
-    return this.inner.serverFlavor;
+  get serverVersion(): string | undefined {
+    return this.inner.serverVersion;
+  }
+
+  get requestCancel(): SqlSession['requestCancel'] {
+    return this.inner.requestCancel;
+  }
+
+  get ping(): SqlSession['ping'] {
+    return this.inner.ping;
   }
 
   async query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]> {
@@ -77,11 +85,7 @@ export class KnexReportedSession implements SqlSession {
     return this.inner.inTransaction();
   }
 
-  cancel(): Promise<void> {
-    return this.inner.cancel();
-  }
-
-  ping(): Promise<void> {
-    return this.inner.ping();
+  openSibling(): Promise<SiblingSession> {
+    return this.inner.openSibling();
   }
 }

@@ -1,4 +1,11 @@
-import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
+import type {
+  ConnectionLease,
+  ConnectionSettings,
+  Driver,
+  Row,
+  SiblingSession,
+  SqlSession,
+} from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import {
   CALLER_OWNED,
@@ -80,17 +87,29 @@ export function unwrapMysqlPromise(target: unknown): unknown {
 }
 
 /** The server's version string from the handshake: mysql2 and mysqljs each keep it their way. */
-function serverFlavor(connection: MysqlConnectionLike): 'mysql' | 'mariadb' | undefined {
+function handshakeVersion(connection: MysqlConnectionLike): string | undefined {
   const version =
     connection._handshakePacket?.serverVersion ??
     connection._protocol?._handshakeInitializationPacket?.serverVersion;
-  if (typeof version !== 'string') return undefined;
-  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+  return typeof version === 'string' ? version : undefined;
+}
+
+/** Runs `sql` on a callback-style connection and resolves its rows (or its OK packet's row). */
+function queryOn(
+  connection: MysqlConnectionLike,
+  sql: string,
+  params?: readonly unknown[],
+): Promise<Row[][]> {
+  return new Promise<Row[][]>((resolve, reject) => {
+    connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
+      if (err) reject(err);
+      else resolve([Array.isArray(rows) ? (rows as Row[]) : statusRows(rows)]);
+    });
+  });
 }
 
 /** Runs statements on one callback-style connection, which mysql2 sends in call order. */
 class MysqlSession implements SqlSession {
-  #flavor: 'mysql' | 'mariadb' | undefined;
   readonly memo = new Map<symbol, unknown>();
 
   constructor(readonly connection: MysqlConnectionLike) {}
@@ -99,34 +118,31 @@ class MysqlSession implements SqlSession {
     return this.connection.threadId ?? undefined;
   }
 
+  /** Known once the handshake is done. */
+  get serverVersion(): string | undefined {
+    return handshakeVersion(this.connection);
+  }
+
   query(sql: string, params?: readonly unknown[]): Promise<Row[][]> {
-    return new Promise<Row[][]>((resolve, reject) => {
-      this.connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
-        if (err) reject(err);
-        else resolve([Array.isArray(rows) ? (rows as Row[]) : statusRows(rows)]);
-      });
-    });
+    return queryOn(this.connection, sql, params);
   }
 
   inTransaction(): boolean {
     return false;
   }
 
-  get serverFlavor(): 'mysql' | 'mariadb' | undefined {
-    // Known once the handshake is done; it cannot change afterwards.
-    this.#flavor ??= serverFlavor(this.connection);
-    return this.#flavor;
+  async openSibling(): Promise<SiblingSession> {
+    const sibling = await openConnection(this.connection.config, this.connection);
+    return {
+      query: (sql, params) => queryOn(sibling, sql, params),
+      close: async () => sibling.destroy(),
+    };
   }
 
-  cancel(): Promise<void> {
-    return killQuery(this.connection);
-  }
-
-  ping(): Promise<void> {
-    return new Promise<void>((resolve, reject) =>
+  readonly ping = (): Promise<void> =>
+    new Promise<void>((resolve, reject) =>
       this.connection.ping((err) => (err ? reject(err) : resolve())),
     );
-  }
 }
 
 /**
@@ -143,16 +159,6 @@ function statusRows(status: unknown): Row[] {
 const mysqlSession: (connection: MysqlConnectionLike) => SqlSession = perConnection(
   (connection: MysqlConnectionLike) => new MysqlSession(connection),
 );
-
-/** Kills the statement running on `connection` with KILL QUERY from a short-lived connection. */
-async function killQuery(connection: MysqlConnectionLike): Promise<void> {
-  const killer = await openConnection(connection.config, connection);
-  try {
-    await mysqlSession(killer).query('KILL QUERY ?', [connection.threadId]);
-  } finally {
-    killer.destroy();
-  }
-}
 
 type ConnectionClass = new (options: { config: object }) => MysqlConnectionLike;
 

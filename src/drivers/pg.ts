@@ -1,5 +1,12 @@
 import { poolTimeout } from '../errors.js';
-import type { ConnectionLease, ConnectionSettings, Driver, Row, SqlSession } from './types.js';
+import type {
+  ConnectionLease,
+  ConnectionSettings,
+  Driver,
+  Row,
+  SiblingSession,
+  SqlSession,
+} from './types.js';
 import type { ConnectionEmitter } from './connection-events.js';
 import {
   CALLER_OWNED,
@@ -176,12 +183,17 @@ class PgSession implements SqlSession {
     return status ?? undefined;
   }
 
-  cancel(): Promise<void> {
-    return cancelPgQuery(this.connection);
+  get requestCancel(): (() => Promise<void>) | undefined {
+    const native = this.connection.native;
+    if (!isNativeBinding(native)) return undefined;
+    return () =>
+      new Promise<void>((resolve, reject) =>
+        native.cancel((err) => (err ? reject(err) : resolve())),
+      );
   }
 
-  async ping(): Promise<void> {
-    await this.query('SELECT 1');
+  openSibling(): Promise<SiblingSession> {
+    return openPgSibling(this.connection);
   }
 }
 
@@ -205,28 +217,25 @@ const pgSession: (client: PgClientLike) => SqlSession = perConnection(
   (client: PgClientLike) => new PgSession(client),
 );
 
-/**
- * Cancels the statement running on `client`: pg_cancel_backend from a short-lived client, or
- * libpq's own cancel request for pg's native client (which knows no backend pid).
- */
-async function cancelPgQuery(client: PgClientLike): Promise<void> {
-  const native = client.native;
-  if (isNativeBinding(native)) {
-    await new Promise<void>((resolve, reject) =>
-      native.cancel((err) => (err ? reject(err) : resolve())),
-    );
-    return;
-  }
-  if (client.processID === null || client.processID === undefined) return;
+/** A short-lived client with `client`'s connection parameters, of `client`'s own class. */
+async function openPgSibling(client: PgClientLike): Promise<SiblingSession> {
   const Client = client.constructor as new (config: object) => PgClientLike;
-  const canceller = new Client({ ...client.connectionParameters });
-  canceller.on('error', () => undefined);
+  const sibling = new Client({ ...client.connectionParameters });
+  sibling.on('error', () => undefined);
+  const close = async () => void (await sibling.end().catch(() => undefined));
   try {
-    await canceller.connect();
-    await canceller.query('SELECT pg_cancel_backend($1)', [client.processID]);
-  } finally {
-    await canceller.end().catch(() => undefined);
+    await sibling.connect();
+  } catch (err) {
+    await close();
+    throw err;
   }
+  return {
+    query: async (sql, params) => {
+      const result = await sibling.query(sql, params ? [...params] : undefined);
+      return (Array.isArray(result) ? result : [result]).map((each) => each.rows);
+    },
+    close,
+  };
 }
 
 /** The socket of a JavaScript pg client; pg's native client keeps its socket inside libpq. */

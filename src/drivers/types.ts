@@ -29,15 +29,26 @@ export interface SqlSession {
   inTransaction(): boolean;
   /** The server's id of this session (PostgreSQL backend pid, MySQL connection id), if known. */
   readonly serverId?: number | undefined;
-  /** Which MySQL-family server answers, when the driver knows; undefined for PostgreSQL. */
-  readonly serverFlavor?: 'mysql' | 'mariadb';
+  /** The server's version string from the connection handshake, where the driver keeps it. */
+  readonly serverVersion?: string | undefined;
   /**
-   * Asks the server to cancel the statement running on this connection, from another one.
-   * Resolves once the request was delivered; the running query then fails or returns early.
+   * Opens a short-lived second connection with this one's settings, to act on this session from
+   * outside (cancel its statement); `close()` ends it.
    */
-  cancel(): Promise<void>;
-  /** Resolves when the server answers a no-op on this connection (for keepalive checks). */
-  ping(): Promise<void>;
+  openSibling(): Promise<SiblingSession>;
+  /**
+   * The driver's own request to cancel the statement running now, where the driver has one and
+   * cannot name its session (libpq's cancel on pg's native client); undefined elsewhere.
+   */
+  readonly requestCancel?: () => Promise<void>;
+  /** A protocol-level no-op (MySQL's COM_PING), where the driver has one. */
+  readonly ping?: () => Promise<void>;
+}
+
+/** A short-lived connection opened by {@link SqlSession.openSibling}. */
+export interface SiblingSession {
+  query(sql: string, params?: readonly unknown[]): Promise<Row[][]>;
+  close(): Promise<void>;
 }
 
 /** A connection lent to one lock for as long as it needs it. */
@@ -69,7 +80,8 @@ export interface ConnectionLease {
  * from the target's settings; it knows no SQL and no lock.
  */
 export interface Driver {
-  readonly dialect: 'postgres' | 'mysql';
+  /** The name of the dialect in the registry (`src/dialects/registry.ts`). */
+  readonly dialect: string;
   /** Names the target in messages, e.g. "a knex instance (pg)". */
   readonly description: string;
   /** Whether the target is a pool (knex instance, pg.Pool, mysql2 pool) rather than a connection. */

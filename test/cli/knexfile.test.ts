@@ -185,7 +185,7 @@ describe('knex-dlock --knexfile', function () {
       );
       const cli = startCliWith(['run', '--knexfile', file, '--key', 'k', '--shared', '--', 'true']);
       expect((await cli.exited).code).to.equal(64);
-      expect(cli.stderr()).to.contain('--shared needs PostgreSQL');
+      expect(cli.stderr()).to.contain('--shared needs a database with shared locks');
     });
   });
 

@@ -243,7 +243,7 @@ describe('knex-dlock run, whatever the database', function () {
       'true',
     ]);
     expect((await cli.exited).code).to.equal(64);
-    expect(cli.stderr()).to.contain('--shared needs PostgreSQL');
+    expect(cli.stderr()).to.contain('--shared needs a database with shared locks');
   });
 
   it('exits 75 without a lock held by a second run started with --no-wait', async () => {

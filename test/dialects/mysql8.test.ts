@@ -11,7 +11,7 @@
 import { expect } from 'chai';
 import mysqlCallback from 'mysql2';
 import type { Wait } from '../../src/dialects/dialect.js';
-import { mysqlDialect, mysqlName } from '../../src/dialects/mysql/dialect.js';
+import { mysqlDialect, mysqlName, serverFlavor } from '../../src/dialects/mysql/dialect.js';
 import { mysqlInspection } from '../../src/dialects/mysql/inspect.js';
 import { mysqlConnectionDriver, type MysqlConnectionLike } from '../../src/drivers/mysql2.js';
 import type { Row, SqlSession } from '../../src/drivers/types.js';
@@ -40,8 +40,8 @@ function recorded(session: SqlSession, connectionId: number, close: () => Promis
     get connection() {
       return session.connection;
     },
-    get serverFlavor() {
-      return session.serverFlavor;
+    get serverVersion() {
+      return session.serverVersion;
     },
     get serverId() {
       return session.serverId;
@@ -54,8 +54,8 @@ function recorded(session: SqlSession, connectionId: number, close: () => Promis
       return session.query(sql, params, statementName);
     },
     inTransaction: () => session.inTransaction(),
-    cancel: () => session.cancel(),
-    ping: () => session.ping(),
+    openSibling: () => session.openSibling(),
+    ping: session.ping,
   };
   return { session: recording, connectionId, sent, close };
 }
@@ -149,7 +149,7 @@ for (const server of SERVERS) {
     });
 
     it('the driver reports the flavour that SELECT VERSION() names', async () => {
-      expect((await open()).session.serverFlavor).to.equal(flavor);
+      expect(serverFlavor((await open()).session)).to.equal(flavor);
     });
 
     it('a 200 ms wait is GET_LOCK(name, 1) on MySQL (whole seconds, rounded up), GET_LOCK(name, 0.2) on MariaDB, and gives up after it', async () => {
@@ -202,7 +202,7 @@ for (const server of SERVERS) {
       const waiting = acquire(waiter, n, FOREVER, () => cancelled);
       await sleep(150);
       cancelled = true;
-      await waiter.session.cancel();
+      await mysqlDialect.cancel(waiter.session);
       expect(await waiting).to.equal(false);
       const fns = waiter.sent.map((s) => s.fn);
       expect(fns).to.deep.equal(flavor === 'mysql' ? ['GET_LOCK', 'RELEASE_LOCK'] : ['GET_LOCK']);
@@ -217,7 +217,7 @@ for (const server of SERVERS) {
       expect(await acquire(holder, n, TRY)).to.equal(true);
       const waiting = acquire(waiter, n, FOREVER, () => false);
       await sleep(150);
-      await waiter.session.cancel();
+      await mysqlDialect.cancel(waiter.session);
       const err = await expectRejectCode(waiting, 'ERR_DLOCK_DATABASE');
       expect(err).to.be.instanceOf(LockDatabaseError);
       if (flavor === 'mysql') expect(err.cause).to.have.property('errno', 1317);

@@ -19,14 +19,14 @@
  *   name or one over 64 characters fails with 3057 ER_USER_LOCK_WRONG_NAME (as in 8.0.20's
  *   source; later releases are reported to answer 4163 for a long name).
  * - A wait that would close a cycle of waits fails at once with 3058 ER_USER_LOCK_DEADLOCK.
- * - `KILL QUERY` of a waiting GET_LOCK ({@link ScriptedMysql8Session.cancel}) fails it with 1317
+ * - `KILL QUERY` of a waiting GET_LOCK (from {@link ScriptedMysql8Session.openSibling}) fails it with 1317
  *   ER_QUERY_INTERRUPTED; nothing is granted.
  * - `RELEASE_LOCK(name)`: 1 released one hold, 0 held by another session, NULL held by none.
  * - Statements of one session run one after the other, as on one connection.
  * Errors are shaped as mysql2 shapes a server error: `message`, `code`, `errno`, `sqlState`,
  * `sqlMessage`.
  */
-import type { Row, SqlSession } from '../../src/drivers/types.js';
+import type { Row, SiblingSession, SqlSession } from '../../src/drivers/types.js';
 
 /** What `SELECT VERSION()` answers. */
 export const SCRIPTED_MYSQL8_VERSION = '8.0.36';
@@ -202,7 +202,7 @@ type Answer = (params: readonly unknown[]) => Row[] | Promise<Row[]>;
  * `SqlSession` whose driver reports the server as MySQL.
  */
 export class ScriptedMysql8Session implements SqlSession {
-  readonly serverFlavor = 'mysql' as const;
+  readonly serverVersion = '8.0.36';
   readonly connection: { readonly threadId: number };
   readonly memo = new Map<symbol, unknown>();
   /** Every statement received, in order. */
@@ -258,12 +258,21 @@ export class ScriptedMysql8Session implements SqlSession {
     return false;
   }
 
-  /** KILL QUERY from another connection: a waiting GET_LOCK fails with 1317. */
-  async cancel(): Promise<void> {
-    this.server.kill(this);
+  /** Another connection, which knows `KILL QUERY <this session>`: a waiting GET_LOCK fails with 1317. */
+  async openSibling(): Promise<SiblingSession> {
+    return {
+      query: async (sql, params = []) => {
+        if (!/^KILL QUERY \?$/.test(sql) || params[0] !== this.connectionId) {
+          throw new Error(`The scripted MySQL 8 sibling does not know ${sql} ${String(params)}`);
+        }
+        this.server.kill(this);
+        return [[]];
+      },
+      close: async () => undefined,
+    };
   }
 
-  async ping(): Promise<void> {}
+  readonly ping = async (): Promise<void> => undefined;
 
   /** Ends the connection: the server releases what it held. */
   close(): void {

@@ -1,7 +1,8 @@
 import type { Row, SqlSession } from '../../drivers/types.js';
-import { databaseError, InvalidKeyError, InvalidOptionError } from '../../errors.js';
+import { databaseError, InvalidKeyError } from '../../errors.js';
 import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../../keys.js';
-import { firstRowValue, type Dialect, type Wait } from '../dialect.js';
+import { cancelFromElsewhere, firstRowValue, type Dialect, type Wait } from '../dialect.js';
+import { mysqlInspection } from './inspect.js';
 import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
 /** MySQL's limit on lock names, in characters. */
@@ -73,6 +74,13 @@ export function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefin
   return flavor === 'mysql' ? Math.ceil(wait.ms / 1000) : Math.ceil(wait.ms) / 1000;
 }
 
+/** Which server answers, from its handshake version; undefined when the driver did not say. */
+export function serverFlavor(session: SqlSession): 'mysql' | 'mariadb' | undefined {
+  const version = session.serverVersion;
+  if (version === undefined) return undefined;
+  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+}
+
 /** Runs GET_LOCK for `name` on `session` and says what its answer means. */
 async function getLock(
   session: SqlSession,
@@ -80,7 +88,7 @@ async function getLock(
   wait: Wait,
   cancelled: () => boolean,
 ): Promise<GetLockOutcome> {
-  const seconds = timeoutSeconds(wait, session.serverFlavor);
+  const seconds = timeoutSeconds(wait, serverFlavor(session));
   let results: Row[][];
   try {
     results = await session.query(GET_LOCK, [name, seconds]);
@@ -93,8 +101,12 @@ async function getLock(
 /** MySQL / MariaDB named locks (`GET_LOCK`): session level and exclusive only. */
 export const mysqlDialect: Dialect<string> = {
   name: 'mysql',
+  title: 'MySQL / MariaDB',
+  capabilities: { shared: false, xact: false },
 
   convertKey: mysqlName,
+
+  describeKey: (name) => `MySQL lock name ${JSON.stringify(name)}`,
 
   checkConvertedKey(value: unknown): string {
     if (typeof value !== 'string') {
@@ -103,19 +115,6 @@ export const mysqlDialect: Dialect<string> = {
       );
     }
     return shortenName(value);
-  },
-
-  checkMode(mode) {
-    if (mode.shared) {
-      throw new InvalidOptionError(
-        'MySQL and MariaDB named locks are exclusive only: remove `shared: true`.',
-      );
-    }
-    if (mode.xact) {
-      throw new InvalidOptionError(
-        'MySQL and MariaDB named locks are session level only: remove `xact: true`.',
-      );
-    }
   },
 
   async acquire(session, name, _mode, wait, cancelled) {
@@ -145,4 +144,12 @@ export const mysqlDialect: Dialect<string> = {
     const value = firstRowValue(results[0], 'released');
     return value === 1 || value === 1n;
   },
+
+  cancel: (session) => cancelFromElsewhere(session, 'KILL QUERY ?'),
+
+  async ping(session) {
+    await (session.ping ? session.ping() : session.query('SELECT 1'));
+  },
+
+  holders: mysqlInspection.holders,
 };

@@ -1,14 +1,9 @@
-import { mysqlDialect, mysqlName } from './dialect.js';
+import { mysqlName } from './dialect.js';
 import type { LockKey } from '../../keys.js';
-import { BaseLock, type LockParts } from '../../lock.js';
+import { BaseLock } from '../../lock.js';
 
 /** A MySQL / MariaDB named lock (`GET_LOCK`). Create it with {@link createLock}. */
 export class MysqlLock extends BaseLock<string> {
-  /** @internal Use {@link createLock}. */
-  constructor(parts: Omit<LockParts<string>, 'dialect'>) {
-    super({ ...parts, dialect: mysqlDialect });
-  }
-
   /**
    * The lock name that sqlalchemy-dlock derives from a key: strings as they are, numbers as
    * decimal text, bytes decoded as UTF-8. Names over 64 characters are shortened to their first

@@ -1,7 +1,15 @@
 import { databaseError, LockDeadlockError, LockTableFullError } from '../../errors.js';
 import type { Row, SqlSession } from '../../drivers/types.js';
 import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../../keys.js';
-import { errorCode, firstRowValue, type Dialect, type LockMode, type Wait } from '../dialect.js';
+import {
+  cancelFromElsewhere,
+  errorCode,
+  firstRowValue,
+  type Dialect,
+  type LockMode,
+  type Wait,
+} from '../dialect.js';
+import { postgresInspection } from './inspect.js';
 import {
   failedWaitCleanupSql,
   lockStatement,
@@ -158,12 +166,14 @@ async function plainWait(
 function postgresDialectWith(prepared: boolean): Dialect<bigint> {
   return {
     name: 'postgres',
+    title: 'PostgreSQL',
+    capabilities: { shared: true, xact: true },
 
     convertKey: postgresKey,
 
     checkConvertedKey: ensureInt64,
 
-    checkMode() {},
+    describeKey: (key) => `PostgreSQL advisory key ${key}`,
 
     async acquire(session, key, mode, wait, cancelled) {
       if (wait.kind === 'try') {
@@ -187,6 +197,14 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
       const results = await runStatement(session, lockStatement(mode, 'unlock'), [key], prepared);
       return firstRowValue(results[0], 'released') === true;
     },
+
+    cancel: (session) => cancelFromElsewhere(session, 'SELECT pg_cancel_backend($1)'),
+
+    async ping(session) {
+      await session.query('SELECT 1');
+    },
+
+    holders: postgresInspection.holders,
   };
 }
 

@@ -1,21 +1,12 @@
-import { postgresDialect, postgresKey, unpreparedPostgresDialect } from './dialect.js';
+import { postgresKey } from './dialect.js';
 import { ensureInt64, type LockKey } from '../../keys.js';
-import { BaseLock, type LockParts } from '../../lock.js';
+import { BaseLock } from '../../lock.js';
 
 /**
  * A PostgreSQL advisory lock: session or transaction level (`xact`), exclusive or `shared`.
  * Create it with {@link createLock}.
  */
 export class PostgresLock extends BaseLock<bigint> {
-  /** @internal Use {@link createLock}. */
-  constructor(parts: Omit<LockParts<bigint>, 'dialect'> & { preparedStatements?: boolean }) {
-    const { preparedStatements, ...rest } = parts;
-    super({
-      ...rest,
-      dialect: preparedStatements === false ? unpreparedPostgresDialect : postgresDialect,
-    });
-  }
-
   /**
    * The int64 that sqlalchemy-dlock derives from a key: integers as they are (within int64),
    * strings (UTF-8) and bytes hashed with BLAKE2b (8-byte digest, read as signed little-endian).
