@@ -27,11 +27,7 @@ export type LockTarget = object;
  * }
  * ```
  */
-export function createLock(
-  target: LockTarget,
-  key: LockKey,
-  options?: LockOptions,
-): RegisteredLock;
+export function createLock(target: LockTarget, key: LockKey, options?: LockOptions): RegisteredLock;
 export function createLock<K>(
   target: LockTarget,
   key: K,
@@ -50,7 +46,11 @@ export function createLock(
       `Option "connection" applies to pools and knex instances, not to ${driver.description}: remove it.`,
     );
   }
-  const mode: LockMode = { shared: options.shared ?? false, xact: options.xact ?? false };
+  const mode: LockMode = {
+    shared: options.shared ?? false,
+    xact: options.xact ?? false,
+    fencing: options.fencing ?? false,
+  };
   const family = dialectModule(driver.dialect);
   const dialect = family.dialectFor(options);
   checkMode(dialect, mode);

@@ -3,6 +3,7 @@
 /// <reference types="node" preserve="true" />
 export { createLock, type LockTarget } from './create-lock.js';
 export { withLock, type WithLockOptions } from './with-lock.js';
+export { setUpFencing } from './fencing.js';
 export { BaseLock } from './lock.js';
 export { PostgresLock } from './dialects/postgres/lock.js';
 export { MysqlLock } from './dialects/mysql/lock.js';

@@ -3,9 +3,9 @@ import type { Dialect } from './dialects/dialect.js';
 import type { LockHolder } from './dialects/inspection.js';
 import { dialectModule } from './dialects/registry.js';
 import { detectTarget } from './drivers/detect.js';
-import type { ConnectionLease } from './drivers/types.js';
-import { databaseError, DlockError, InvalidOptionError } from './errors.js';
+import { InvalidOptionError } from './errors.js';
 import type { LockKey } from './keys.js';
+import { onOneConnection } from './on-one-connection.js';
 import { checkOptionNames } from './options.js';
 
 export type { LockHolder } from './dialects/inspection.js';
@@ -67,19 +67,8 @@ export async function inspectLock(
   const actualKey = convert
     ? dialect.checkConvertedKey(convert(key))
     : dialect.convertKey(key as LockKey);
-  let lease: ConnectionLease;
-  try {
-    lease = await driver.lease();
-  } catch (err) {
-    throw err instanceof DlockError ? err : databaseError('Getting a connection', err);
-  }
-  let holders: LockHolder[];
-  try {
-    holders = await dialect.holders(lease.session, actualKey);
-  } catch (err) {
-    await lease.release();
-    throw databaseError('Inspecting the lock', err);
-  }
-  await lease.release();
+  const holders = await onOneConnection(driver, 'Inspecting the lock', (session) =>
+    dialect.holders(session, actualKey),
+  );
   return { held: holders.length > 0, holders };
 }

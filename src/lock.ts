@@ -1,13 +1,8 @@
 import { Stop } from './connections/stop.js';
 import type { ConnectionStrategy, Hold, ReleaseOutcome } from './connections/strategy.js';
 import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
-import {
-  databaseError,
-  DlockError,
-  LockAlreadyHeldError,
-  LockLostError,
-  LockNotHeldError,
-} from './errors.js';
+import { databaseError, DlockError, type LockLostError } from './errors.js';
+import * as lockMessages from './lock-messages.js';
 import { scopeOf, type LockScope } from './lock-scope.js';
 import { parseWait, type AcquireOptions } from './options.js';
 import { holdStarted, traceAcquire, traceLoss, traceRelease } from './trace.js';
@@ -89,6 +84,14 @@ export abstract class BaseLock<
     return this.#lost.signal;
   }
 
+  /**
+   * The fencing token of the current hold, with `fencing: true`: larger than the token of every
+   * earlier grant of this key, on any connection or process. Undefined while not held.
+   */
+  get fencingToken(): bigint | undefined {
+    return this.#current() === 'held' ? this.#hold?.token : undefined;
+  }
+
   /** Whether this is a shared lock (PostgreSQL only). */
   get shared(): boolean {
     return this.#mode.shared;
@@ -121,10 +124,7 @@ export abstract class BaseLock<
     const signal = options.signal;
     const state = this.#current();
     if (state === 'held' || state === 'acquiring' || state === 'releasing') {
-      throw new LockAlreadyHeldError(
-        `acquire() was called on a lock that is already ${state === 'held' ? 'held' : state}: ` +
-          'release it first, or create another lock object to stack on the same key.',
-      );
+      throw lockMessages.alreadyHeld(state);
     }
     signal?.throwIfAborted();
     this.#state = 'acquiring';
@@ -193,16 +193,10 @@ export abstract class BaseLock<
   async release(): Promise<void> {
     const state = this.#current();
     if (state === 'lost') {
-      throw new LockLostError(
-        'The lock was lost when its connection died, so there is nothing to release: ' +
-          'check lock.signal while holding a lock, and acquire it again if needed.',
-      );
+      throw lockMessages.lostBeforeRelease();
     }
     if (state !== 'held' || !this.#hold) {
-      throw new LockNotHeldError(
-        'release() was called on a lock that is not held: acquire it first, or use close(), ' +
-          'which does nothing when the lock is not held.',
-      );
+      throw lockMessages.releaseNotHeld();
     }
     if (this.#scope.releasable()) await this.#release(this.#hold);
   }
@@ -214,22 +208,19 @@ export abstract class BaseLock<
       outcome = await hold.release();
     } catch (err) {
       if ((this.#state as State) === 'lost') {
-        throw new LockLostError('The lock was lost while it was being released.', { cause: err });
+        throw lockMessages.lostWhileReleasing(err);
       }
       // The caller's connection failed the unlock: the lock is still held.
       this.#state = 'held';
       throw err;
     }
     if (outcome === 'closed' && (this.#state as State) === 'lost') {
-      throw new LockLostError('The lock was lost while it was being released.');
+      throw lockMessages.lostWhileReleasing();
     }
     traceRelease(String(this.key), hold.session, this.#heldSince);
     this.#finish();
     if (outcome === 'not-held') {
-      throw new LockNotHeldError(
-        'The database did not hold this lock any more (something else released it, e.g. ' +
-          'pg_advisory_unlock_all() or RELEASE_ALL_LOCKS() on the same connection).',
-      );
+      throw lockMessages.notHeldInDatabase();
     }
   }
 
@@ -241,9 +232,7 @@ export abstract class BaseLock<
   async close(): Promise<void> {
     const state = this.#current();
     if (state === 'acquiring' && this.#pending) {
-      const reason = new LockNotHeldError(
-        'close() was called while acquire() was waiting, so the lock was not taken.',
-      );
+      const reason = lockMessages.closedWhileAcquiring();
       this.#stop?.abort(reason);
       await this.#pending.catch(() => undefined);
       return this.close();
@@ -281,11 +270,7 @@ export abstract class BaseLock<
   #markLost(cause: unknown): void {
     if (this.#state !== 'held' && this.#state !== 'releasing') return;
     const hold = this.#hold;
-    const error = new LockLostError(
-      `The lock on ${String(this.key)} was lost: its connection ended or failed. ` +
-        'Stop the work it guards; acquire the lock again to continue.',
-      { cause },
-    );
+    const error = lockMessages.lost(String(this.key), cause);
     this.#finish();
     this.#state = 'lost';
     traceLoss(String(this.key), hold?.session, cause);

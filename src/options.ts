@@ -55,6 +55,15 @@ export interface LockOptions<K = LockKey> {
    * without `max_prepared_statements`). MySQL statements are never prepared.
    */
   preparedStatements?: boolean;
+  /**
+   * Give each grant a fencing token ({@link BaseLock.fencingToken}): a bigint larger than the
+   * token of every earlier grant of the key, to pass along with each write that the lock
+   * guards, so that the resource can refuse the writes of a holder that lost the lock without
+   * knowing. PostgreSQL takes it from the sequence `knex_dlock_fencing` in the statement that
+   * grants the lock; MySQL / MariaDB from the table `knex_dlock_fencing`, one statement more.
+   * Both are created on first use where the user may (see `setUpFencing`). Default `false`.
+   */
+  fencing?: boolean;
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
@@ -70,6 +79,7 @@ const LOCK_OPTION_NAMES = new Set([
   'onLost',
   'keepalive',
   'preparedStatements',
+  'fencing',
 ]);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
@@ -101,6 +111,7 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.convert, 'function', 'convert');
   checkType(options.onLost, 'function', 'onLost');
   checkType(options.preparedStatements, 'boolean', 'preparedStatements');
+  checkType(options.fencing, 'boolean', 'fencing');
   const keepalive: unknown = options.keepalive;
   if (
     keepalive !== undefined &&

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { createLock, withLock, type BaseLock } from '../src/index.js';
-import { expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
+import { expectNothingSent } from './support/counting.js';
+import { expectRejectCode, expectThrowCode } from './support/expect.js';
+import { watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
 import {
   openInspector,
   TARGET_KINDS,
@@ -12,6 +14,7 @@ import {
 for (const kind of TARGET_KINDS) {
   describe(`lock contract on ${kind.name}`, function () {
     let inspector: LockInspector;
+    let waits: LockWaitWatcher;
     const opened: OpenTarget[] = [];
     const locks: BaseLock[] = [];
 
@@ -29,10 +32,12 @@ for (const kind of TARGET_KINDS) {
 
     before(async () => {
       inspector = await openInspector(kind.dialect);
+      waits = await watchLockWaits(kind.dialect);
     });
 
     after(async () => {
       await inspector.close();
+      await waits.close();
     });
 
     afterEach(async () => {
@@ -70,7 +75,7 @@ for (const kind of TARGET_KINDS) {
       const waiter = lockOn(await open(), key);
       await holder.acquire();
       const waiting = waiter.acquire();
-      await sleep(200);
+      await waits.waitFor(waiter.actualKey);
       expect(waiter.locked).to.equal(false);
       await holder.release();
       expect(await waiting).to.equal(true);
@@ -98,15 +103,16 @@ for (const kind of TARGET_KINDS) {
       await holder.acquire();
       const controller = new AbortController();
       const waiting = waiter.acquire({ signal: controller.signal });
-      await sleep(150);
+      await waits.waitFor(waiter.actualKey);
       const reason = new Error('stop waiting');
       controller.abort(reason);
       let caught: unknown;
       await waiting.catch((err: unknown) => (caught = err));
       expect(caught).to.equal(reason);
       expect(waiter.locked).to.equal(false);
+      // The wait is cancelled on the server too, so the release below can grant it nothing.
+      await waits.waitFor(waiter.actualKey, { count: 0 });
       await holder.release();
-      await sleep(50);
       expect(await inspector.holders(holder.actualKey)).to.equal(0);
     });
 
@@ -116,23 +122,27 @@ for (const kind of TARGET_KINDS) {
       const waiter = lockOn(await open(), key);
       await holder.acquire();
       const waiting = waiter.acquire();
-      await sleep(100);
+      await waits.waitFor(waiter.actualKey);
       const started = performance.now();
       await waiter.close();
       await expectRejectCode(waiting, 'ERR_DLOCK_NOT_HELD');
       expect(performance.now() - started).to.be.below(1_000);
       expect(waiter.locked).to.equal(false);
+      // The wait is cancelled on the server too, so the release below can grant it nothing.
+      await waits.waitFor(waiter.actualKey, { count: 0 });
       await holder.release();
-      await sleep(50);
       expect(await inspector.holders(holder.actualKey)).to.equal(0);
       expect(await waiter.acquire({ block: false })).to.equal(true);
     });
 
     it('acquire() with an already aborted signal rejects before any query', async () => {
-      const lock = lockOn(await open(), uniqueKey());
+      const target = await open();
+      const lock = lockOn(target, uniqueKey());
       const reason = new Error('already aborted');
       let caught: unknown;
-      await lock.acquire({ signal: AbortSignal.abort(reason) }).catch((err) => (caught = err));
+      await expectNothingSent(target, () =>
+        lock.acquire({ signal: AbortSignal.abort(reason) }).catch((err) => (caught = err)),
+      );
       expect(caught).to.equal(reason);
       expect(lock.locked).to.equal(false);
     });
@@ -168,14 +178,14 @@ for (const kind of TARGET_KINDS) {
     } else {
       it('shared and xact locks throw ERR_DLOCK_INVALID_OPTION before any query', async () => {
         const target = await open();
-        expectThrowCode(
-          () => createLock(target, uniqueKey(), { shared: true }),
-          'ERR_DLOCK_INVALID_OPTION',
-        );
-        expectThrowCode(
-          () => createLock(target, uniqueKey(), { xact: true }),
-          'ERR_DLOCK_INVALID_OPTION',
-        );
+        for (const options of [{ shared: true }, { xact: true }]) {
+          await expectNothingSent(target, async () => {
+            expectThrowCode(
+              () => createLock(target, uniqueKey(), options),
+              'ERR_DLOCK_INVALID_OPTION',
+            );
+          });
+        }
       });
     }
 
@@ -241,7 +251,8 @@ for (const kind of TARGET_KINDS) {
           const many = Array.from({ length: 20 }, () => lockOn(target, key));
           for (const lock of many) expect(await lock.acquire({ timeout: 5_000 })).to.equal(true);
           for (const lock of many) await lock.release();
-          await sleep(10);
+          // Warnings are emitted on the next tick: by the next macrotask, any has arrived.
+          await new Promise((resolve) => setImmediate(resolve));
         } finally {
           process.off('warning', onWarning);
         }

@@ -5,7 +5,11 @@ import { databaseUrls } from './support/databases.js';
 import { captureWarnings, expectRejectCode, expectThrowCode, sleep } from './support/expect.js';
 import { expectDeadlockRecovery } from './support/deadlock.js';
 import { dialectSuite } from './support/dialect-suite.js';
+import { pgLockWaiters, waitForPgLockWait } from './support/server-state.js';
 import { uniqueKey } from './support/targets.js';
+
+/** The backend pid of a pg client. */
+const pidOf = (c: pg.Client): number => (c as unknown as { processID: number }).processID;
 
 describe('PostgreSQL advisory locks', () => {
   const suite = dialectSuite('postgres');
@@ -108,7 +112,11 @@ describe('PostgreSQL advisory locks', () => {
     await c.query(`SET lock_timeout = '50ms'`);
     const waiter = createLock(c, key);
     const waiting = waiter.acquire();
+    const observer = await client();
+    await waitForPgLockWait(observer, { pid: pidOf(c), key: waiter.actualKey });
+    // Well past the session's lock_timeout, which must not have ended the wait.
     await sleep(300);
+    expect(await pgLockWaiters(observer, { pid: pidOf(c) })).to.have.length(1);
     await holder.release();
     expect(await waiting).to.equal(true);
     await waiter.release();
@@ -242,7 +250,7 @@ describe('PostgreSQL advisory locks', () => {
     expect(await waiter.acquire({ timeout: 200 })).to.equal(false);
     expect(performance.now() - started).to.be.within(190, 500);
     const waiting = waiter.acquire();
-    await sleep(50);
+    await waitForPgLockWait(await client(), { pid: pidOf(c), key: waiter.actualKey });
     await holder.release();
     expect(await waiting).to.equal(true);
     await waiter.release();
@@ -269,13 +277,14 @@ describe('PostgreSQL advisory locks', () => {
     await holder.acquire();
     const c = await client();
     const waiting = createLock(c, key).acquire();
-    await sleep(100);
-    await (
-      await client()
-    ).query('SELECT pg_cancel_backend($1)', [(c as unknown as { processID: number }).processID]);
+    const other = await client();
+    await waitForPgLockWait(other, { pid: pidOf(c), key: holder.actualKey });
+    const { rows } = await other.query('SELECT pg_cancel_backend($1) AS sent', [pidOf(c)]);
+    expect(rows[0].sent).to.equal(true);
     await expectRejectCode(waiting, 'ERR_DLOCK_DATABASE');
+    // The cancelled wait is gone from the server, so the release below can grant it nothing.
+    expect(await pgLockWaiters(other, { pid: pidOf(c) })).to.deep.equal([]);
     await holder.release();
-    await sleep(50);
     expect(await suite.inspector.holders(holder.actualKey)).to.equal(0);
   });
 

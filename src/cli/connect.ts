@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { databaseError, InvalidOptionError, UnsupportedTargetError } from '../errors.js';
+import { InvalidOptionError, UnsupportedTargetError } from '../errors.js';
 import { dialectModule, type DialectName } from '../dialects/registry.js';
 import type { ConnectionSettings } from './connection-settings.js';
 
@@ -56,7 +56,10 @@ export function invalidSettings(settings: ConnectionSettings, err: unknown): Inv
  * PostgreSQL it is named `applicationName` unless the settings (or PGAPPNAME) name it, as psql
  * names its own.
  */
-export function connect(settings: ConnectionSettings, applicationName: string): Promise<CliDatabase> {
+export function connect(
+  settings: ConnectionSettings,
+  applicationName: string,
+): Promise<CliDatabase> {
   return dialectModule(settings.dialect).cli.connect(settings, applicationName);
 }
 

@@ -89,8 +89,7 @@ function dialectOfUrl(url: string, source = 'the database URL'): CliDialect {
   )?.[0];
   if (!dialect) {
     throw new InvalidOptionError(
-      `The URL scheme "${scheme}:" (from ${source}) is not supported: use ` +
-        `${knownSchemes()}.`,
+      `The URL scheme "${scheme}:" (from ${source}) is not supported: use ` + `${knownSchemes()}.`,
     );
   }
   return dialect;

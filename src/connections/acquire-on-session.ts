@@ -1,17 +1,26 @@
 import type { SqlSession } from '../drivers/types.js';
-import { databaseError, DlockError, LockDeadlockError, LockTableFullError } from '../errors.js';
+import type { Grant, LockMode } from '../dialects/dialect.js';
+import {
+  databaseError,
+  DlockError,
+  FencingUnavailableError,
+  LockDeadlockError,
+  LockTableFullError,
+} from '../errors.js';
 import { traceServerWait } from '../trace.js';
 import type { LockRequest } from './strategy.js';
 
 /** How one acquire on one session ended; `clean` says the session surely holds nothing of it. */
 export type SessionOutcome =
-  | { readonly kind: 'acquired' }
+  | { readonly kind: 'acquired'; readonly grant: Grant }
   | { readonly kind: 'busy' }
   | { readonly kind: 'aborted'; readonly reason: unknown; readonly clean: boolean }
   | { readonly kind: 'failed'; readonly error: DlockError; readonly clean: boolean };
 
 /** Errors after which the database surely holds nothing for the failed attempt. */
-function leavesNothingHeld(err: unknown): boolean {
+function leavesNothingHeld(err: unknown, mode: LockMode): boolean {
+  // A grant without a token is undone before FencingUnavailableError, but not a transaction's.
+  if (err instanceof FencingUnavailableError) return !mode.xact;
   return err instanceof LockDeadlockError || err instanceof LockTableFullError;
 }
 
@@ -34,12 +43,12 @@ export async function acquireOnSession<Key>(
     signal.addEventListener('abort', onAbort, { once: true });
     traceServerWait(request.label, session, wait);
   }
-  let acquired: boolean;
+  let grant: Grant | false;
   try {
-    acquired = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
+    grant = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
   } catch (err) {
     await cancelling;
-    const clean = leavesNothingHeld(err);
+    const clean = leavesNothingHeld(err, mode);
     if (signal.aborted) return { kind: 'aborted', reason: signal.reason, clean };
     const error = err instanceof DlockError ? err : databaseError('Acquiring the lock', err);
     return { kind: 'failed', error, clean };
@@ -48,8 +57,8 @@ export async function acquireOnSession<Key>(
   }
   // The cancel must land before anything else runs on this connection.
   await cancelling;
-  if (!signal.aborted) return { kind: acquired ? 'acquired' : 'busy' };
-  if (!acquired) return { kind: 'aborted', reason: signal.reason, clean: true };
+  if (!signal.aborted) return grant ? { kind: 'acquired', grant } : { kind: 'busy' };
+  if (!grant) return { kind: 'aborted', reason: signal.reason, clean: true };
   const undone = await dialect.release(session, key, mode).then(
     () => true,
     () => false,

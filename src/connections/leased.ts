@@ -59,7 +59,7 @@ export function leasedConnections(
       );
       switch (outcome.kind) {
         case 'acquired':
-          return new LeasedHold(leased, request);
+          return new LeasedHold(leased, request, outcome.grant.token);
         case 'busy':
           await leased.release();
           return undefined;
@@ -83,6 +83,7 @@ class LeasedHold<Key> implements Hold {
   constructor(
     readonly lease: ConnectionLease,
     request: LockRequest<Key>,
+    readonly token: bigint | undefined,
   ) {
     this.lock = heldLockOf(request);
     const ending = lease.onTransactionEnding;

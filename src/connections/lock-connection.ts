@@ -138,6 +138,7 @@ export class SharedHold<Key = unknown> implements Hold {
     readonly connection: LockConnection,
     readonly id: string,
     readonly lock: HeldLock<Key>,
+    readonly token: bigint | undefined,
   ) {}
 
   get session(): SqlSession {

@@ -132,7 +132,7 @@ export class MultiplexedConnections implements ConnectionStrategy {
     const outcome = await acquireOnSession(connection.session, { ...request, wait });
     connection.attempted(id);
     if (outcome.kind === 'acquired') {
-      const hold = this.#grant(connection, id, request);
+      const hold = this.#grant(connection, id, request, outcome.grant.token);
       this.#pool.unreserve(connection, purpose);
       return hold;
     }
@@ -187,8 +187,13 @@ export class MultiplexedConnections implements ConnectionStrategy {
     }
   }
 
-  #grant<Key>(connection: LockConnection, id: string, request: LockRequest<Key>): SharedHold {
-    const hold = new SharedHold(connection, id, heldLockOf(request));
+  #grant<Key>(
+    connection: LockConnection,
+    id: string,
+    request: LockRequest<Key>,
+    token: bigint | undefined,
+  ): SharedHold {
+    const hold = new SharedHold(connection, id, heldLockOf(request), token);
     connection.add(hold);
     (request.mode.shared ? this.#localShared : this.#localExclusive).add(id);
     this.#abandoned.register(request.owner, hold, hold);

@@ -52,6 +52,8 @@ export type ReleaseOutcome =
 /** A lock the database holds for one lock object, on the connection its strategy chose. */
 export interface Hold {
   readonly session: SqlSession;
+  /** The grant's fencing token, when the lock asked for one. */
+  readonly token: bigint | undefined;
   /**
    * Unlocks in the database and lets the connection go. Rejects only when the lock may still be
    * held: a caller's connection on which the unlock failed.

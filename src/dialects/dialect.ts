@@ -9,7 +9,17 @@ export interface LockMode {
   readonly shared: boolean;
   /** Held until the current transaction ends instead of until released (PostgreSQL only). */
   readonly xact: boolean;
+  /** Each grant takes a fencing token, larger than every earlier grant's of the key. */
+  readonly fencing?: boolean;
 }
+
+/** A lock the database granted: with its fencing token, when the mode asks for one. */
+export interface Grant {
+  readonly token: bigint | undefined;
+}
+
+/** The grant of a lock without fencing. */
+export const GRANTED: Grant = Object.freeze({ token: undefined });
 
 /** How long one acquire may wait. */
 export type Wait =
@@ -43,9 +53,10 @@ export interface Dialect<Key> {
   /** The database key in messages, e.g. `PostgreSQL advisory key 42`. */
   describeKey(key: Key): string;
   /**
-   * Takes the lock on `session`. Resolves true when held, false when the wait ended without it
-   * (timeout, busy, or `cancelled()` turned true and the server-side wait was cancelled). Never
-   * resolves false or throws while the lock is held by this attempt.
+   * Takes the lock on `session`. Resolves its grant when held, false when the wait ended
+   * without it (timeout, busy, or `cancelled()` turned true and the server-side wait was
+   * cancelled). Never resolves false or throws while the lock is held by this attempt, except a
+   * transaction-level grant, which nothing can undo before its transaction ends.
    */
   acquire(
     session: SqlSession,
@@ -53,7 +64,7 @@ export interface Dialect<Key> {
     mode: LockMode,
     wait: Wait,
     cancelled: () => boolean,
-  ): Promise<boolean>;
+  ): Promise<Grant | false>;
   /** Releases one hold; resolves false when the database says this session did not hold it. */
   release(session: SqlSession, key: Key, mode: LockMode): Promise<boolean>;
   /**
@@ -63,6 +74,8 @@ export interface Dialect<Key> {
   cancel(session: SqlSession): Promise<void>;
   /** Resolves when the server answers a no-op on `session` (for keepalive checks). */
   ping(session: SqlSession): Promise<void>;
+  /** Creates the store of fencing tokens if it is missing (see `setUpFencing`). */
+  setUpFencing(session: SqlSession): Promise<void>;
   /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
   holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
 }

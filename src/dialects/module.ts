@@ -34,7 +34,9 @@ export interface DialectCli {
    * Settings found in the environment by the family's own convention (libpq's PG* variables),
    * with where they came from; undefined when the environment names none.
    */
-  fromEnvironment?(env: NodeJS.ProcessEnv): { config: Readonly<Record<string, unknown>>; source: string } | undefined;
+  fromEnvironment?(
+    env: NodeJS.ProcessEnv,
+  ): { config: Readonly<Record<string, unknown>>; source: string } | undefined;
   /** Opens one connection of the CLI's own. */
   connect(settings: ConnectionSettings, applicationName: string): Promise<CliDatabase>;
 }

@@ -15,8 +15,12 @@
  * - Query calls are calls of the driver's `query` / `execute` methods, with their SQL, so that a
  *   benchmark can replay exactly what the library sent.
  * - Connections opened are counted for pools from their creation events.
+ *
+ * pg's native client writes through libpq, whose socket JavaScript never sees: of it, only query
+ * calls and connections opened are counted (round trips, statements, messages and parses stay 0).
  */
 import type { Socket } from 'node:net';
+import { expect } from 'chai';
 import mysqlCallback from 'mysql2';
 
 export interface TrafficCounts {
@@ -34,7 +38,7 @@ export interface QueryCall {
   readonly params: readonly unknown[] | undefined;
 }
 
-type Protocol = 'pg' | 'mysql';
+type Protocol = 'pg' | 'mysql' | 'libpq';
 
 interface Watched {
   readonly connection: object;
@@ -144,11 +148,11 @@ export class TrafficCounter {
     const connection = unwrapPromise(target);
     if (this.#watched.has(connection)) return;
     const protocol = protocolOf(connection);
-    const socket = socketOf(connection, protocol);
-    this.#watched.set(connection, {
-      connection,
-      undo: this.#hook(connection, socket, protocol),
-    });
+    const undo =
+      protocol === 'libpq'
+        ? this.#wrapQueryMethods(connection)
+        : this.#hook(connection, socketOf(connection, protocol), protocol);
+    this.#watched.set(connection, { connection, undo });
   }
 
   /**
@@ -242,7 +246,7 @@ export class TrafficCounter {
     this.watchConnection(connection);
   }
 
-  #hook(connection: object, socket: Socket, protocol: Protocol): () => void {
+  #hook(connection: object, socket: Socket, protocol: 'pg' | 'mysql'): () => void {
     let answeredSinceWrite = true;
     let pending: Buffer = Buffer.alloc(0);
     const onData = () => {
@@ -317,6 +321,29 @@ export function countTraffic(target: object): TrafficCounter {
   return new TrafficCounter().watchTarget(target);
 }
 
+/**
+ * Runs `fn` on a counter watching `target` and asserts that nothing reached the database: no
+ * query call, no message, no connection opened (by a pool, or by the library beside it).
+ * Resolves what `fn` resolved.
+ */
+export async function expectNothingSent<T>(target: object, fn: () => Promise<T>): Promise<T> {
+  const counter = countTraffic(target);
+  try {
+    const { result, counts, calls } = await counter.measure(fn);
+    expect(counts, `sent: ${calls.map((call) => call.sql).join(' | ')}`).to.deep.equal({
+      roundTrips: 0,
+      statements: 0,
+      messages: 0,
+      parses: 0,
+      queryCalls: 0,
+      connectionsOpened: 0,
+    });
+    return result;
+  } finally {
+    counter.detach();
+  }
+}
+
 interface TarnPool {
   on(event: string, listener: (...args: never[]) => void): unknown;
   removeListener(event: string, listener: (...args: never[]) => void): unknown;
@@ -357,12 +384,14 @@ function unwrapPromise(target: object): object {
 
 function protocolOf(connection: object): Protocol {
   if ('processID' in connection && 'connectionParameters' in connection) return 'pg';
+  const native = (connection as { native?: { cancel?: unknown } }).native;
+  if ('connectionParameters' in connection && typeof native?.cancel === 'function') return 'libpq';
   if ('threadId' in connection && 'config' in connection) return 'mysql';
   throw new Error('countTraffic: not a pg client or mysql2 connection');
 }
 
 /** The socket under a connection: mysql2 calls it `stream`, mysqljs `_socket`. */
-function socketOf(connection: object, protocol: Protocol): Socket {
+function socketOf(connection: object, protocol: 'pg' | 'mysql'): Socket {
   const mysql = connection as { stream?: Socket; _socket?: Socket };
   const stream =
     protocol === 'pg'

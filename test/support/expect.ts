@@ -34,8 +34,8 @@ export async function captureWarnings(code: string, fn: () => Promise<void>): Pr
   process.on('warning', listener);
   try {
     await fn();
-    // Warnings are emitted on the next tick.
-    await sleep(10);
+    // process.emitWarning emits on the next tick: by the next macrotask every warning is in.
+    await new Promise((resolve) => setImmediate(resolve));
   } finally {
     process.off('warning', listener);
   }

@@ -7,9 +7,12 @@ import knexFactory, { type Knex } from 'knex';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { MysqlLock, PostgresLock } from '../../src/index.js';
-import { sleep } from './expect.js';
+import { mysqlLockWaiters, pgLockWaiters } from './server-state.js';
 import { urlFor } from './sessions.js';
 import { openInspector, type DialectName, type LockInspector } from './targets.js';
+
+/** Polling lives with the other server-state helpers; re-exported for the tests that use it here. */
+export { until } from './server-state.js';
 
 export const DIALECTS = [
   { dialect: 'postgres', name: 'PostgreSQL', client: 'pg' },
@@ -73,24 +76,6 @@ export async function openKnex(dialect: DialectName, options: KnexOptions = {}):
   });
 }
 
-/** Polls `probe` every few ms until `ok` holds of its value; fails after `timeoutMs`. */
-export async function until<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  ok: (value: T) => boolean,
-  timeoutMs = 3_000,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (ok(value)) return value;
-    if (performance.now() > deadline) {
-      expect.fail(`${what}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
-    }
-    await sleep(5);
-  }
-}
-
 /** The server's view of many keys and sessions at once, from a connection of its own. */
 export interface ServerProbe {
   /** Sessions waiting in the database for any of `keys` (actual keys). */
@@ -128,13 +113,7 @@ export async function openProbe(dialect: DialectName): Promise<ServerProbe> {
     const keyed = `locktype = 'advisory' AND objsubid = 1
       AND (classid::int8, objid::int8) IN (SELECT * FROM unnest($1::int8[], $2::int8[]))`;
     return {
-      async waitingFor(keys) {
-        const { rows } = await client.query(
-          `SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND ${keyed}`,
-          pgParts(keys),
-        );
-        return rows[0].n as number;
-      },
+      waitingFor: async (keys) => (await pgLockWaiters(client, { keys })).length,
       async holdersOf(keys) {
         const { rows } = await client.query(
           `SELECT pid FROM pg_locks WHERE granted AND ${keyed}`,
@@ -175,16 +154,7 @@ export async function openProbe(dialect: DialectName): Promise<ServerProbe> {
   const rowsOf = async (sql: string, params: unknown[] = []) =>
     (await conn.query<mysql.RowDataPacket[]>(sql, params))[0];
   return {
-    async waitingFor(keys) {
-      const rows = await rowsOf(
-        `SELECT INFO FROM information_schema.PROCESSLIST
-          WHERE STATE = 'User lock' AND ID <> CONNECTION_ID()`,
-      );
-      return rows.filter((row) => {
-        const info = String(row.INFO ?? '');
-        return keys.some((key) => info.includes(`'${String(key)}'`));
-      }).length;
-    },
+    waitingFor: async (keys) => (await mysqlLockWaiters(conn, { names: keys.map(String) })).length,
     async holdersOf(keys) {
       const rows = await rowsOf(
         `SELECT IS_USED_LOCK(t.k) AS id

@@ -1,7 +1,13 @@
 import type { Row, SqlSession } from '../../drivers/types.js';
 import { databaseError, InvalidKeyError } from '../../errors.js';
 import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../../keys.js';
-import { cancelFromElsewhere, firstRowValue, type Dialect, type Wait } from '../dialect.js';
+import {
+  cancelFromElsewhere,
+  firstRowValue,
+  GRANTED,
+  type Dialect,
+  type Wait,
+} from '../dialect.js';
 import { mysqlInspection } from './inspect.js';
 import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
@@ -121,7 +127,7 @@ export const mysqlDialect: Dialect<string> = {
     const outcome = await getLock(session, name, wait, cancelled);
     switch (outcome.kind) {
       case 'acquired':
-        return true;
+        return GRANTED;
       case 'not-acquired':
         return false;
       case 'interrupted':
@@ -149,6 +155,10 @@ export const mysqlDialect: Dialect<string> = {
 
   async ping(session) {
     await (session.ping ? session.ping() : session.query('SELECT 1'));
+  },
+
+  async setUpFencing() {
+    throw new Error('not yet');
   },
 
   holders: mysqlInspection.holders,

@@ -70,4 +70,3 @@ async function connectPostgres(
     close: () => client.end().catch(() => undefined),
   };
 }
-

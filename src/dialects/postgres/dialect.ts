@@ -6,9 +6,11 @@ import {
   errorCode,
   firstRowValue,
   type Dialect,
+  type Grant,
   type LockMode,
   type Wait,
 } from '../dialect.js';
+import { grantOf, POSTGRES_FENCING_SETUP } from './fencing.js';
 import { postgresInspection } from './inspect.js';
 import {
   failedWaitCleanupSql,
@@ -16,7 +18,7 @@ import {
   plainWaitSql,
   ROLLBACK_SAVEPOINT,
   undoStrayGrantStatement,
-  WAIT_FUNCTION_CALL,
+  waitFunctionCall,
   waitFunctionParams,
   waitFunctionScriptSql,
 } from './sql.js';
@@ -87,14 +89,19 @@ async function waitThroughFunction(
   wait: Wait,
   cancelled: () => boolean,
   prepared: boolean,
-): Promise<boolean | undefined> {
+): Promise<Grant | false | undefined> {
   const state = waitFunctionState(session);
   const known = state !== undefined;
   let results: Row[][];
   try {
     results =
       state === 'created' && prepared
-        ? await runStatement(session, WAIT_FUNCTION_CALL, waitFunctionParams(key, mode, wait), true)
+        ? await runStatement(
+            session,
+            waitFunctionCall(mode),
+            waitFunctionParams(key, mode, wait),
+            true,
+          )
         : await session.query(waitFunctionScriptSql(key, mode, wait, !known));
   } catch (err) {
     const code = errorCode(err);
@@ -116,7 +123,7 @@ async function waitThroughFunction(
   }
   if (!known) session.memo.set(WAIT_FUNCTION, 'created');
   const outcome = firstRowValue(results[results.length - 1], 'outcome');
-  if (outcome === 'acquired') return true;
+  if (outcome === 'acquired') return grantOf(session, key, mode, results);
   if (outcome === 'statement-timeout') {
     // The function did not wait: the session has a statement_timeout, which only a setting made
     // before the call can lift. Waits on this session lift it from now on.
@@ -139,10 +146,10 @@ async function plainWait(
   wait: Wait,
   cancelled: () => boolean,
   inTransaction: boolean,
-): Promise<boolean> {
+): Promise<Grant | false> {
+  let results: Row[][];
   try {
-    await session.query(plainWaitSql(key, mode, wait, inTransaction));
-    return true;
+    results = await session.query(plainWaitSql(key, mode, wait, inTransaction));
   } catch (err) {
     const code = errorCode(err);
     const timedOut = code === LOCK_TIMEOUT && wait.kind === 'timed';
@@ -156,6 +163,7 @@ async function plainWait(
     if (code === DEADLOCK) throw deadlock(err);
     throw acquireError(err);
   }
+  return grantOf(session, key, mode, results);
 }
 
 /**
@@ -183,7 +191,8 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
           [key],
           prepared,
         ).catch((err: unknown) => Promise.reject(acquireError(err)));
-        return firstRowValue(results[0], 'acquired') === true;
+        if (firstRowValue(results[0], 'acquired') !== true) return false;
+        return grantOf(session, key, mode, results);
       }
       const inTransaction = session.inTransaction();
       if (!inTransaction && !mode.xact && waitFunctionState(session) !== 'unavailable') {
@@ -202,6 +211,10 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
 
     async ping(session) {
       await session.query('SELECT 1');
+    },
+
+    async setUpFencing(session) {
+      await session.query(POSTGRES_FENCING_SETUP);
     },
 
     holders: postgresInspection.holders,

@@ -11,6 +11,19 @@ import type { Statement } from './statements.js';
 const SAVEPOINT = 'knex_dlock_wait';
 const WAIT_FUNCTION = 'pg_temp.knex_dlock_wait';
 
+/** The sequence that fencing tokens come from (see fencing.ts). */
+export const FENCING_SEQUENCE = 'knex_dlock_fencing';
+
+/**
+ * The next fencing token, or NULL where taking one would fail the statement and, inside a
+ * transaction, abort the caller's transaction: no sequence (or no right to use it), or a
+ * read-only transaction. The caller then finds out why, with the grant undone.
+ */
+const NEXT_TOKEN =
+  `CASE WHEN current_setting('transaction_read_only')::bool OR NOT coalesce(` +
+  `has_sequence_privilege(to_regclass('${FENCING_SEQUENCE}'), 'USAGE'), false) THEN NULL ` +
+  `ELSE nextval(to_regclass('${FENCING_SEQUENCE}')) END`;
+
 export function functionName(mode: LockMode, attempt: 'try' | 'wait' | 'unlock'): string {
   const level = mode.xact ? '_xact' : '';
   const shared = mode.shared ? '_shared' : '';
@@ -42,14 +55,23 @@ function ownGrantFilter(key: string, shared: string): string {
 
 const lockStatements = new Map<string, Statement>();
 
-/** The try / unlock statement of one mode, prepared once per connection: `$1` is the key. */
+/**
+ * The try / unlock statement of one mode, prepared once per connection: `$1` is the key. A
+ * fenced try also takes a token when granted; its subquery runs the try exactly once.
+ */
 export function lockStatement(mode: LockMode, attempt: 'try' | 'unlock'): Statement {
   const fn = functionName(mode, attempt);
-  let statement = lockStatements.get(fn);
+  const fenced = attempt === 'try' && mode.fencing === true;
+  const id = fenced ? `fenced_${fn}` : fn;
+  let statement = lockStatements.get(id);
   if (!statement) {
     const column = attempt === 'try' ? 'acquired' : 'released';
-    statement = { id: fn, text: `SELECT ${fn}($1) AS ${column}` };
-    lockStatements.set(fn, statement);
+    const text = fenced
+      ? `SELECT g.acquired, CASE WHEN g.acquired THEN ${NEXT_TOKEN} END AS token ` +
+        `FROM (SELECT ${fn}($1) AS acquired) g`
+      : `SELECT ${fn}($1) AS ${column}`;
+    statement = { id, text };
+    lockStatements.set(id, statement);
   }
   return statement;
 }
@@ -69,7 +91,7 @@ export function undoStrayGrantStatement(mode: LockMode): Statement {
 }
 
 /** As {@link undoStrayGrantStatement}, as text with the key in it, to follow other statements. */
-function undoStrayGrantSql(key: bigint, mode: LockMode): string {
+export function undoStrayGrantSql(key: bigint, mode: LockMode): string {
   const literal = int8Literal(key);
   return (
     `SELECT ${functionName(mode, 'unlock')}(${literal}) AS undone FROM pg_locks ` +
@@ -118,11 +140,23 @@ BEGIN
 END
 $knex_dlock$`;
 
+/** The wait function's call on `args`, answering `outcome` and, fenced, a token when acquired. */
+function waitCall(args: string, fenced: boolean): string {
+  return fenced
+    ? `SELECT w.outcome, CASE WHEN w.outcome = 'acquired' THEN ${NEXT_TOKEN} END AS token ` +
+        `FROM ${WAIT_FUNCTION}(${args}) AS w(outcome)`
+    : `SELECT ${WAIT_FUNCTION}(${args}) AS outcome`;
+}
+
+const WAIT_FUNCTION_CALLS: readonly Statement[] = [
+  { id: 'wait', text: waitCall('$1, $2, $3', false) },
+  { id: 'fenced_wait', text: waitCall('$1, $2, $3', true) },
+];
+
 /** The call of the wait function, prepared once per connection: key, shared, timeout in ms. */
-export const WAIT_FUNCTION_CALL: Statement = {
-  id: 'wait',
-  text: `SELECT ${WAIT_FUNCTION}($1, $2, $3) AS outcome`,
-};
+export function waitFunctionCall(mode: LockMode): Statement {
+  return WAIT_FUNCTION_CALLS[mode.fencing ? 1 : 0] as Statement;
+}
 
 export function waitFunctionParams(key: bigint, mode: LockMode, wait: Wait): unknown[] {
   return [key, mode.shared, lockTimeoutMs(wait)];
@@ -134,9 +168,9 @@ export function waitFunctionParams(key: bigint, mode: LockMode, wait: Wait): unk
  * has not got it yet, or has a statement_timeout in force. Still one round trip.
  */
 export function waitFunctionScriptSql(key: bigint, mode: LockMode, wait: Wait, create: boolean) {
+  const args = `${int8Literal(key)}, ${mode.shared}, ${lockTimeoutMs(wait)}`;
   const call =
-    `SELECT set_config('statement_timeout', '0', true); ` +
-    `SELECT ${WAIT_FUNCTION}(${int8Literal(key)}, ${mode.shared}, ${lockTimeoutMs(wait)}) AS outcome`;
+    `SELECT set_config('statement_timeout', '0', true); ` + waitCall(args, mode.fencing === true);
   return create ? `${CREATE_WAIT_FUNCTION}; ${call}` : call;
 }
 
@@ -155,7 +189,8 @@ function setWaitTimeouts(wait: Wait): string {
  * put back before the savepoint ends.
  */
 export function plainWaitSql(key: bigint, mode: LockMode, wait: Wait, inTransaction: boolean) {
-  const lock = `SELECT ${functionName(mode, 'wait')}(${int8Literal(key)})`;
+  const grant = `SELECT ${functionName(mode, 'wait')}(${int8Literal(key)})`;
+  const lock = mode.fencing ? `${grant}; SELECT ${NEXT_TOKEN} AS token` : grant;
   const settings = setWaitTimeouts(wait);
   if (!inTransaction) return `${settings}; ${lock}`;
   return [
