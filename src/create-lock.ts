@@ -54,6 +54,13 @@ export function createLock(
   const family = dialectModule(driver.dialect);
   const dialect = family.dialectFor(options);
   checkMode(dialect, mode);
+  if (mode.fencing && driver.transaction && !dialect.capabilities.fencingInTransactions) {
+    throw new InvalidOptionError(
+      `fencing: true cannot take tokens inside a transaction on ${dialect.title}, where a ` +
+        `rollback would take the token back: create the lock on the knex instance, not on ` +
+        `${driver.description}.`,
+    );
+  }
   if (mode.xact && driver.pooled) {
     throw new InvalidOptionError(
       `xact: true needs a transaction, but ${driver.description} hands out connections outside ` +

@@ -33,6 +33,8 @@ export interface DialectCapabilities {
   readonly shared: boolean;
   /** Transaction-level locks, held until the transaction ends. */
   readonly xact: boolean;
+  /** Fencing tokens for locks taken inside a transaction (which must not roll them back). */
+  readonly fencingInTransactions: boolean;
 }
 
 /**

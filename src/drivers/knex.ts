@@ -109,6 +109,7 @@ export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName)
     dialect: KNEX_DRIVERS[driverName],
     description: `a knex transaction (${driverName})`,
     pooled: false,
+    transaction: true,
     identity: trx,
     async lease(): Promise<ConnectionLease> {
       // A finished transaction's connection is back in the pool, maybe someone else's now.

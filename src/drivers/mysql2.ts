@@ -147,12 +147,12 @@ class MysqlSession implements SqlSession {
 
 /**
  * What a statement without a result set reports in its OK packet, as one row: the affected
- * rows and the insert id, which `LAST_INSERT_ID(expr)` sets.
+ * rows, the insert id (which `LAST_INSERT_ID(expr)` sets) and the server's status flags.
  */
 function statusRows(status: unknown): Row[] {
   if (typeof status !== 'object' || status === null) return [];
-  const { affectedRows, insertId } = status as { affectedRows?: unknown; insertId?: unknown };
-  return [{ affectedRows, insertId }];
+  const { affectedRows, insertId, serverStatus } = status as Row;
+  return [{ affectedRows, insertId, serverStatus }];
 }
 
 /** The session of a connection; one per connection, as it keeps no state of a lease. */

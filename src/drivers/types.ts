@@ -12,7 +12,7 @@ export interface SqlSession {
    * string, sent only without params, gives several). With `name`, a driver that can keeps `sql`
    * prepared on the connection under that name, so that the server parses it only once; the
    * caller gives each distinct text its own name. On MySQL, a statement without a result set
-   * gives one row of its OK packet: `{ affectedRows, insertId }`.
+   * gives one row of its OK packet: `{ affectedRows, insertId, serverStatus }`.
    */
   query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]>;
   /**
@@ -86,6 +86,8 @@ export interface Driver {
   readonly description: string;
   /** Whether the target is a pool (knex instance, pg.Pool, mysql2 pool) rather than a connection. */
   readonly pooled: boolean;
+  /** Whether every lock through the target runs inside a transaction (a knex transaction). */
+  readonly transaction?: boolean;
   /**
    * The object that stands for the target's connection settings: the knex client, the pool.
    * Per-target state (the lock connections) is kept against it.

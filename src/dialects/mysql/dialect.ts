@@ -5,9 +5,11 @@ import {
   cancelFromElsewhere,
   firstRowValue,
   GRANTED,
+  type Grant,
   type Dialect,
   type Wait,
 } from '../dialect.js';
+import { mysqlFencingSetupSql, nextMysqlFencingToken } from './fencing.js';
 import { mysqlInspection } from './inspect.js';
 import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
@@ -104,11 +106,24 @@ async function getLock(
   return getLockValueOutcome(firstRowValue(results[0], 'acquired'), cancelled(), name);
 }
 
+/**
+ * The grant of a fenced lock: its token, taken while the name is held (one statement more). A
+ * grant for which no token can be taken is released before the error goes up.
+ */
+async function fencedGrant(session: SqlSession, name: string): Promise<Grant> {
+  try {
+    return { token: await nextMysqlFencingToken(session, name, serverFlavor(session)) };
+  } catch (err) {
+    await session.query(RELEASE_LOCK, [name]).catch(() => undefined);
+    throw err;
+  }
+}
+
 /** MySQL / MariaDB named locks (`GET_LOCK`): session level and exclusive only. */
 export const mysqlDialect: Dialect<string> = {
   name: 'mysql',
   title: 'MySQL / MariaDB',
-  capabilities: { shared: false, xact: false },
+  capabilities: { shared: false, xact: false, fencingInTransactions: false },
 
   convertKey: mysqlName,
 
@@ -123,11 +138,11 @@ export const mysqlDialect: Dialect<string> = {
     return shortenName(value);
   },
 
-  async acquire(session, name, _mode, wait, cancelled) {
+  async acquire(session, name, mode, wait, cancelled) {
     const outcome = await getLock(session, name, wait, cancelled);
     switch (outcome.kind) {
       case 'acquired':
-        return GRANTED;
+        return mode.fencing ? fencedGrant(session, name) : GRANTED;
       case 'not-acquired':
         return false;
       case 'interrupted':
@@ -157,8 +172,8 @@ export const mysqlDialect: Dialect<string> = {
     await (session.ping ? session.ping() : session.query('SELECT 1'));
   },
 
-  async setUpFencing() {
-    throw new Error('not yet');
+  async setUpFencing(session) {
+    await session.query(mysqlFencingSetupSql(serverFlavor(session)));
   },
 
   holders: mysqlInspection.holders,

@@ -8,6 +8,8 @@ export const FENCING_TABLE = 'knex_dlock_fencing';
 type Flavor = 'mysql' | 'mariadb' | undefined;
 
 const ER_NO_SUCH_TABLE = 1146;
+/** SERVER_STATUS_IN_TRANS, in the status flags of every OK packet. */
+const IN_TRANSACTION = 1;
 /** mysqljs cannot parse an OK packet whose insert id is 2^53 or more (unless supportBigNumbers). */
 const PRECISION_EXCEEDED = 'PARSER_JS_PRECISION_RANGE_EXCEEDED';
 
@@ -32,7 +34,8 @@ export function mysqlFencingSetupSql(_flavor: Flavor): string {
  *   sent them: 'Foo'/'foo', 'a'/'a ', 'é'/'e', 'ß'/'ss' are two locks each, and an emoji name
  *   sent by mysqljs (a utf8mb3 connection) is the same lock as from mysql2 (utf8mb4). Its manual
  *   says names are case-insensitive; the server disagrees. The bytes go in unconverted: through
- *   a utf8mb4 column, mysqljs's emoji name fails (1366).
+ *   a utf8mb4 column, mysqljs's emoji name fails (1366). (MariaDB cuts a name at NUL, which
+ *   mysqlName never sends.)
  * - MySQL 8 (as read from its source, sql/item_func.cc; no MySQL server runs here) converts the
  *   name to utf8mb3, refusing what does not convert (3057), and lowercases it with
  *   utf8mb3_general_ci's case map before keying the lock by its bytes: case-insensitive, accent-
@@ -45,17 +48,6 @@ export function mysqlFencingSetupSql(_flavor: Flavor): string {
 function keyExpression(flavor: Flavor): string {
   return flavor === 'mariadb' ? '?' : 'LOWER(CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci)';
 }
-
-/**
- * Takes the lock with `GET_LOCK(name, seconds)` and says, in the same round trip, whether a
- * write now would join a transaction that the caller ends: `in_transaction` is 1 inside
- * `START TRANSACTION`/`BEGIN` (and XA), and with autocommit off, where the next write opens one
- * (`@@in_transaction` alone reads 0 there until then). A counter row written in a transaction
- * that rolls back loses its increment, and the next grant reuses the token. MariaDB only:
- * MySQL 8 documents no `@@in_transaction` (it would fail with 1193, unknown variable).
- */
-export const GET_LOCK_FENCED =
-  'SELECT GET_LOCK(?, ?) AS acquired, @@in_transaction OR NOT @@autocommit AS in_transaction';
 
 /** What reads the counter back when the OK packet could not carry it exactly. */
 const READ_BACK = 'SELECT CAST(LAST_INSERT_ID() AS CHAR) AS token';
@@ -71,9 +63,11 @@ function incrementSql(flavor: Flavor): string {
 
 /**
  * The next fencing token of `name`, as GET_LOCK takes it: 1 for a name never fenced, then one
- * more each call. The session must hold the lock of `name`, and must not be in a transaction
- * (see {@link GET_LOCK_FENCED}): the increment commits on its own, and creating the missing table
- * would commit the caller's transaction. The table is created on first use if it is missing.
+ * more each call; the session must hold the lock of `name`. The table is created on first use
+ * if it is missing. Inside a transaction (or with autocommit off, where the write opens one) it
+ * throws FencingUnavailableError: the increment would roll back with the caller's transaction
+ * and the next grant would reuse the token, and creating the table would commit it. The OK
+ * packet's status flags say so, on MySQL and MariaDB alike.
  */
 export async function nextMysqlFencingToken(
   session: SqlSession,
@@ -87,12 +81,33 @@ export async function nextMysqlFencingToken(
     } catch (err) {
       if (errorNumber(err) !== ER_NO_SUCH_TABLE) throw err;
     }
+    await refuseInTransaction(session, 'DO 0');
     await createTable(session, flavor);
     return await increment(session, sql, name);
   } catch (err) {
     if (err instanceof FencingUnavailableError) throw err;
     throw databaseError('Taking a fencing token', err);
   }
+}
+
+/**
+ * Runs `sql` (a statement without a result set) and resolves its insert id; throws
+ * FencingUnavailableError when its OK packet says the session is inside a transaction.
+ */
+async function refuseInTransaction(
+  session: SqlSession,
+  sql: string,
+  params?: unknown[],
+): Promise<unknown> {
+  const [rows] = await session.query(sql, params);
+  const status = rows?.[0]?.serverStatus;
+  if (typeof status === 'number' && (status & IN_TRANSACTION) !== 0) {
+    throw new FencingUnavailableError(
+      'Fencing tokens cannot be taken inside a transaction on MySQL / MariaDB (nor with ' +
+        "autocommit off): the counter would roll back with the transaction and a later grant would reuse the token. Lock on a connection outside transactions (the default 'multiplexed' lock connections of a pool or knex instance are).",
+    );
+  }
+  return rows?.[0]?.insertId;
 }
 
 async function createTable(session: SqlSession, flavor: Flavor): Promise<void> {
@@ -119,8 +134,7 @@ async function createTable(session: SqlSession, flavor: Flavor): Promise<void> {
 async function increment(session: SqlSession, sql: string, name: string): Promise<bigint> {
   let insertId: unknown;
   try {
-    const [rows] = await session.query(sql, [name]);
-    insertId = rows?.[0]?.insertId;
+    insertId = await refuseInTransaction(session, sql, [name]);
   } catch (err) {
     if ((err as { code?: unknown } | null)?.code !== PRECISION_EXCEEDED) throw err;
   }

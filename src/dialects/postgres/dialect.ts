@@ -175,7 +175,7 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
   return {
     name: 'postgres',
     title: 'PostgreSQL',
-    capabilities: { shared: true, xact: true },
+    capabilities: { shared: true, xact: true, fencingInTransactions: true },
 
     convertKey: postgresKey,
 
