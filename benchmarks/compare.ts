@@ -22,6 +22,8 @@ export interface LibraryContender extends Contender {
 
 export interface Comparison {
   readonly question: string;
+  /** What the `raw` contenders are, in the rows' metric: 'raw' unless said. */
+  readonly rawLabel?: string;
   readonly library: readonly LibraryContender[];
   readonly raw: readonly Contender[];
   readonly floor: readonly Contender[];
@@ -34,7 +36,7 @@ export const perBatch = (ctx: BenchContext) => (ctx.quick ? 60 : 100);
 
 /** Times every contender of `comparison` side by side and adds its rows to the table. */
 export async function compare(ctx: BenchContext, comparison: Comparison): Promise<void> {
-  const { question, library, raw, floor, diagnostics } = comparison;
+  const { question, library, raw, floor, diagnostics, rawLabel = 'raw' } = comparison;
   const timings = await interleave([...library, ...raw, ...floor, ...diagnostics], {
     rounds: rounds(ctx),
     perBatch: perBatch(ctx),
@@ -73,7 +75,7 @@ export async function compare(ctx: BenchContext, comparison: Comparison): Promis
   const floorMark = several(floor) ? ' (faster: floor)' : ' (floor)';
   ctx.rows.push(
     ...library.flatMap((c) => [
-      row(c.name, rawBase, 'raw', c.vsRaw),
+      row(c.name, rawBase, rawLabel, c.vsRaw),
       row(c.name, floorBase, 'floor', c.vsFloor),
     ]),
     ...raw.map((c) =>
@@ -82,6 +84,6 @@ export async function compare(ctx: BenchContext, comparison: Comparison): Promis
     ...floor.map((c) =>
       row(c.name, floorBase, 'floor', undefined, c.name === floorBase ? floorMark : ''),
     ),
-    ...diagnostics.map((c) => row(c.name, rawBase, 'raw')),
+    ...diagnostics.map((c) => row(c.name, rawBase, rawLabel)),
   );
 }

@@ -25,6 +25,8 @@
  * - memory: heap per lock object, idle and held.
  * - connections: where the locks of a knex instance run (multiplexed, 'pool', redlock) with 16
  *   workers, and the server connections they take.
+ * - fencing (~40 s): acquire + release with `fencing: true` against the same lock without, on a
+ *   pg client and a mysql2 connection.
  *
  * Every ratio pairs the contender with its baseline round by round (both ran back to back in
  * the same round, interleaved) and reports the median of those per-round ratios.
@@ -33,6 +35,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import pg from 'pg';
 import { connections } from './connections.js';
+import { fencing } from './fencing.js';
 import { handoffLatency } from './handoff.js';
 import { librarySource } from './library.js';
 import { manyWaiters } from './many-waiters.js';
@@ -60,6 +63,7 @@ const QUESTIONS: Readonly<Record<string, (ctx: BenchContext) => Promise<void>>> 
   peers,
   memory,
   connections,
+  fencing,
 };
 
 /** The names of the questions `--only a,b` (or `--only=a,b`) selects, else of all of them. */
