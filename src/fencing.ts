@@ -1,6 +1,7 @@
 import type { LockTarget } from './create-lock.js';
 import { dialectModule } from './dialects/registry.js';
 import { detectTarget } from './drivers/detect.js';
+import { FencingUnavailableError } from './errors.js';
 import { onOneConnection } from './on-one-connection.js';
 
 /**
@@ -18,8 +19,18 @@ import { onOneConnection } from './on-one-connection.js';
  */
 export async function setUpFencing(target: LockTarget): Promise<void> {
   const driver = detectTarget(target);
-  const { dialect } = dialectModule(driver.dialect);
-  await onOneConnection(driver, 'Setting up fencing tokens', (session) =>
-    dialect.setUpFencing(session),
-  );
+  const store = dialectModule(driver.dialect).dialect.fencingStore;
+  await onOneConnection(driver, 'Setting up fencing tokens', async (session) => {
+    try {
+      await session.query(store.setup);
+    } catch (err) {
+      const detail = err instanceof Error ? err.message : String(err);
+      throw new FencingUnavailableError(
+        `The ${store.what} for fencing tokens could not be created (${detail}): run ` +
+          `\`${store.setup}\` as a user who may create it, then \`${store.grant}\` for the ` +
+          'users that lock.',
+        { cause: err },
+      );
+    }
+  });
 }

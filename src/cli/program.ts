@@ -12,14 +12,20 @@ import { parseDuration } from './duration.js';
 import { EXIT } from './exit-codes.js';
 import { createLogger, type Logger } from './log.js';
 import { runLocked } from './run.js';
+import { setUpFencingTokens } from './setup-fencing.js';
 import { printStatus } from './status.js';
 
-interface CommonOptions {
-  key: string;
+/** The options of every command that connects. */
+interface ConnectionOptions {
   url?: string;
   knexfile?: string;
   env?: string;
   verbose?: boolean;
+}
+
+/** The options of the commands that work on one lock. */
+interface CommonOptions extends ConnectionOptions {
+  key: string;
 }
 
 interface RunOptions extends CommonOptions {
@@ -30,6 +36,7 @@ interface RunOptions extends CommonOptions {
   onLost: 'terminate' | 'ignore';
   killAfter: number;
   keepalive?: number;
+  fencing?: boolean;
 }
 
 interface StatusOptions extends CommonOptions {
@@ -41,7 +48,8 @@ Exit codes:
   the command's own   the command ran; its exit code is passed on
   128+N               the command (or the wait for the lock) was ended by signal N
   ${EXIT.usage}                  bad arguments or setup (missing --key or settings, knexfile, driver not installed)
-  ${EXIT.unavailable}                  the database could not be reached or failed
+  ${EXIT.unavailable}                  the database could not be reached or failed, or (--fencing) no fencing
+                      token could be taken: the command was not run
   ${EXIT.conflict}                  the lock is held elsewhere (timeout or --no-wait); see --conflict-exit-code
   ${EXIT.lost}                  the lock was lost while the command ran, and the command was stopped
   ${EXIT.cannotExecute} / ${EXIT.notFound}           the command could not be executed / was not found`;
@@ -62,6 +70,25 @@ URL examples:
 
 const RUN_EXAMPLE = 'knex-dlock run --key migrations --timeout 5m -- npx knex migrate:latest';
 
+const FENCING_HELP = `
+Fencing tokens (--fencing):
+  Each grant of the lock takes a token larger than that of every earlier grant of the same
+  key, and the command gets it as DLOCK_FENCING_TOKEN (decimal digits). Pass it along with
+  each write to a storage that remembers the largest token it has seen and refuses smaller
+  ones: a run that lost the lock without knowing can then no longer write.
+  Without --fencing, the command never sees DLOCK_FENCING_TOKEN, even if it is set where
+  knex-dlock runs: a token inherited from an outer run belongs to another grant (or another
+  lock), and passed on it would look current to a command that is not fenced by it.
+  The first fenced lock creates what the tokens come from; where the user may not create it,
+  run \`knex-dlock setup-fencing\` once as one who may.`;
+
+const SETUP_FENCING_HELP = `
+Exit codes:
+  0                   it exists (it was created, or it was there already)
+  ${EXIT.usage}                  bad arguments or setup (missing settings, knexfile, driver not installed)
+  ${EXIT.unavailable}                  the database could not be reached or failed, e.g. this user may not
+                      create it: the message names the statement to run as one who may`;
+
 function duration(value: string): number {
   try {
     return parseDuration(value);
@@ -78,7 +105,7 @@ function exitCode(value: string): number {
   return code;
 }
 
-function connectionOf(options: CommonOptions): Promise<ConnectionSettings> {
+function connectionOf(options: ConnectionOptions): Promise<ConnectionSettings> {
   return resolveConnection({ url: options.url, knexfile: options.knexfile, env: options.env });
 }
 
@@ -101,9 +128,16 @@ function packageVersion(): string {
   }
 }
 
+/** --key and the connection options, for the commands that work on one lock. */
 function addCommonOptions(command: Command): Command {
+  return addConnectionOptions(
+    command.requiredOption('-k, --key <key>', 'the lock key (hashed to an int64 on PostgreSQL)'),
+  );
+}
+
+/** The options that say where to connect, shared by every command. */
+function addConnectionOptions(command: Command): Command {
   return command
-    .requiredOption('-k, --key <key>', 'the lock key (hashed to an int64 on PostgreSQL)')
     .option(
       '--url <url>',
       'database URL: postgres://, postgresql://, mysql:// or mariadb:// (default: $DATABASE_URL)',
@@ -127,6 +161,7 @@ export function buildProgram(done: (code: number) => void): Command {
     .exitOverride();
   addRunCommand(program, done);
   addStatusCommand(program, done);
+  addSetupFencingCommand(program, done);
   return program;
 }
 
@@ -136,7 +171,8 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
     .summary('run a command while holding the lock')
     .description(
       'Take the lock, run the command while holding it, release it, and exit with the ' +
-        "command's exit code. If the lock is not acquired, the command is not run.",
+        "command's exit code. If the lock is not acquired, the command is not run. With " +
+        '--fencing, the command gets the fencing token of its grant as $DLOCK_FENCING_TOKEN.',
     )
     .argument('<command...>', 'the command and its arguments (put them after --)')
     .passThroughOptions();
@@ -174,7 +210,11 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         'while the command runs, check this often that the lock connection answers',
       ).argParser(duration),
     )
-    .addHelpText('after', `${EXIT_CODES_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
+    .option(
+      '--fencing',
+      'take a fencing token with the lock and give it to the command as $DLOCK_FENCING_TOKEN',
+    )
+    .addHelpText('after', `${EXIT_CODES_HELP}\n${FENCING_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
     .action(async (command: string[], options: RunOptions) => {
       const log = createLogger(options.verbose ?? false);
       const settings = async () => ({
@@ -187,6 +227,7 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         onLost: options.onLost,
         killAfter: options.killAfter,
         keepalive: options.keepalive,
+        fencing: options.fencing ?? false,
       });
       done(await guard(log, async () => runLocked(await settings(), command, log)));
     });
@@ -211,6 +252,25 @@ function addStatusCommand(program: Command, done: (code: number) => void): void 
         json: options.json ?? false,
       });
       done(await guard(log, async () => printStatus(await settings(), log)));
+    });
+}
+
+function addSetupFencingCommand(program: Command, done: (code: number) => void): void {
+  const setup = program
+    .command('setup-fencing')
+    .summary('create what fencing tokens come from, if it is missing')
+    .description(
+      'Create what fencing tokens (run --fencing) come from, if it is missing: the sequence ' +
+        'knex_dlock_fencing on PostgreSQL, the table knex_dlock_fencing on MySQL / MariaDB. ' +
+        'Run it once as a user who may create it (a deploy step, next to migrations) when the ' +
+        'users that lock may not, then grant them USAGE on the sequence (PostgreSQL) or SELECT, ' +
+        'INSERT, UPDATE on the table (MySQL). Running it again changes nothing.',
+    );
+  addConnectionOptions(setup)
+    .addHelpText('after', SETUP_FENCING_HELP)
+    .action(async (options: ConnectionOptions) => {
+      const log = createLogger(options.verbose ?? false);
+      done(await guard(log, async () => setUpFencingTokens(await connectionOf(options), log)));
     });
 }
 

@@ -3,7 +3,7 @@ import { createLock } from '../create-lock.js';
 import { inspectLock } from '../inspect.js';
 import type { BaseLock } from '../lock.js';
 import { dialectModule } from '../dialects/registry.js';
-import { InvalidOptionError, type LockLostError } from '../errors.js';
+import { FencingUnavailableError, InvalidOptionError, type LockLostError } from '../errors.js';
 import { connect, type CliDatabase } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
 import { formatDuration } from './duration.js';
@@ -26,7 +26,16 @@ export interface RunSettings {
   readonly killAfter: number;
   /** Milliseconds between checks that the lock's connection answers; undefined for none. */
   readonly keepalive: number | undefined;
+  /** Take a fencing token with the lock and pass it on in FENCING_TOKEN_VARIABLE. */
+  readonly fencing: boolean;
 }
+
+/**
+ * The variable that carries the grant's fencing token, in decimal, to the command. It is set
+ * only with --fencing and removed otherwise: one inherited from an outer run is the token of
+ * another grant, often of another lock, and a command that finds it would take it for its own.
+ */
+export const FENCING_TOKEN_VARIABLE = 'DLOCK_FENCING_TOKEN';
 
 type ChildOutcome =
   | { readonly kind: 'exit'; readonly code: number | null; readonly signal: NodeJS.Signals | null }
@@ -72,6 +81,7 @@ async function acquireAndRun(
     log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
     const lock = createLock(db.target, settings.key, {
       shared: settings.shared,
+      fencing: settings.fencing,
       ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),
     });
     log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);
@@ -80,6 +90,12 @@ async function acquireAndRun(
     try {
       if (!interrupted) acquired = await lock.acquire(acquireOptions(settings, waiting.signal));
     } catch (err) {
+      if (err instanceof FencingUnavailableError && !interrupted) {
+        // The library released the grant before rejecting; closing the connection would too.
+        log.error(`${err.message} The command was not run (exit code ${EXIT.unavailable}).`);
+        if (err.cause instanceof Error) log.debug(`cause: ${err.cause.stack ?? err.cause.message}`);
+        return EXIT.unavailable;
+      }
       if (!interrupted) throw err;
     }
     if (interrupted) {
@@ -91,9 +107,21 @@ async function acquireAndRun(
       log.error(await conflictMessage(db, settings, Date.now() - started));
       return settings.conflictExitCode;
     }
-    log.debug(`acquired the lock in ${Date.now() - started} ms`);
+    const token = settings.fencing ? lock.fencingToken : undefined;
+    if (settings.fencing && token === undefined) {
+      // The library promises a token with every fenced grant; without one the command would
+      // run unfenced while believing otherwise, so it does not run at all.
+      await closeLock(lock, log);
+      log.error(
+        'the lock was granted without a fencing token. The command was not run ' +
+          `(exit code ${EXIT.unavailable}).`,
+      );
+      return EXIT.unavailable;
+    }
+    const withToken = token === undefined ? '' : ` with fencing token ${token}`;
+    log.debug(`acquired the lock in ${Date.now() - started} ms${withToken}`);
     try {
-      return await supervise(lock, command, settings, log, signals);
+      return await supervise(lock, token, command, settings, log, signals);
     } finally {
       await closeLock(lock, log);
     }
@@ -124,6 +152,7 @@ async function conflictMessage(db: CliDatabase, settings: RunSettings, waited: n
 /** Runs the command while the lock is held; stops it if the lock is lost. */
 async function supervise(
   lock: BaseLock,
+  token: bigint | undefined,
   command: readonly string[],
   settings: RunSettings,
   log: Logger,
@@ -136,7 +165,7 @@ async function supervise(
   }
   const [file = '', ...args] = command;
   log.debug(`running ${JSON.stringify(command)}`);
-  const child = spawn(file, args, { stdio: 'inherit' });
+  const child = spawn(file, args, { stdio: 'inherit', env: commandEnvironment(token) });
   const outcome = waitForChild(child, log);
   signals.route((signal) => {
     log.debug(`passing ${signal} on to the command`);
@@ -171,6 +200,14 @@ async function supervise(
     signals.dispose();
   }
   return exitCodeOf(result, file, stopped, log);
+}
+
+/** knex-dlock's environment with this grant's fencing token, or with none at all. */
+function commandEnvironment(token: bigint | undefined): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env[FENCING_TOKEN_VARIABLE];
+  if (token !== undefined) env[FENCING_TOKEN_VARIABLE] = token.toString();
+  return env;
 }
 
 function waitForChild(child: ChildProcess, log: Logger): Promise<ChildOutcome> {

@@ -37,6 +37,16 @@ export interface DialectCapabilities {
   readonly fencingInTransactions: boolean;
 }
 
+/** Where a family's fencing tokens come from, in the words of messages. */
+export interface FencingStore {
+  /** What exists once set up, e.g. `sequence knex_dlock_fencing`. */
+  readonly what: string;
+  /** The statement that creates it if it is missing. */
+  readonly setup: string;
+  /** What the users that lock need on it, with `<user>` for their name. */
+  readonly grant: string;
+}
+
 /**
  * One database family: its SQL, key conversion, inspection, capabilities, cancel and ping, and
  * the meaning of its error codes. A dialect runs statements through a {@link SqlSession} and
@@ -76,8 +86,7 @@ export interface Dialect<Key> {
   cancel(session: SqlSession): Promise<void>;
   /** Resolves when the server answers a no-op on `session` (for keepalive checks). */
   ping(session: SqlSession): Promise<void>;
-  /** Creates the store of fencing tokens if it is missing (see `setUpFencing`). */
-  setUpFencing(session: SqlSession): Promise<void>;
+  readonly fencingStore: FencingStore;
   /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
   holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
 }

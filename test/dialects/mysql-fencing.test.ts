@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import mysql2 from 'mysql2';
 import {
   FENCING_TABLE,
-  mysqlFencingSetupSql,
+  MYSQL_FENCING_SETUP,
   nextMysqlFencingToken,
 } from '../../src/dialects/mysql/fencing.js';
 import { CALLER_OWNED } from '../../src/drivers/lease.js';
@@ -98,7 +98,7 @@ describe('MySQL fencing tokens (knex_dlock_fencing) on the real server', () => {
     try {
       await body();
     } finally {
-      await rowsOf(admin, mysqlFencingSetupSql(flavor));
+      await rowsOf(admin, MYSQL_FENCING_SETUP);
     }
   }
 
@@ -203,7 +203,7 @@ describe('MySQL fencing tokens (knex_dlock_fencing) on the real server', () => {
     expect((err as Error).cause).to.have.property('errno', 1690);
   });
 
-  it('creates the table on first use, as mysqlFencingSetupSql says', async () => {
+  it('creates the table on first use, as MYSQL_FENCING_SETUP says', async () => {
     await withoutTable(async () => {
       const session = await open();
       const name = uniqueName('first-use');
@@ -231,11 +231,11 @@ describe('MySQL fencing tokens (knex_dlock_fencing) on the real server', () => {
         expect(err).to.have.property('code', 'ERR_DLOCK_FENCING_UNAVAILABLE');
         expect((err as Error).cause).to.have.property('errno', 1142);
         const message = (err as Error).message;
-        expect(message).to.include(mysqlFencingSetupSql(flavor));
+        expect(message).to.include(MYSQL_FENCING_SETUP);
         expect(message).to.include('knex-dlock setup-fencing');
         expect(message).to.include('setUpFencing(target)');
         // Once the table is there, SELECT, INSERT and UPDATE are enough.
-        await rowsOf(admin, mysqlFencingSetupSql(flavor));
+        await rowsOf(admin, MYSQL_FENCING_SETUP);
         expect(await fenced(session, name)).to.equal(1n);
       });
     } finally {

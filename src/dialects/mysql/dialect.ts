@@ -9,7 +9,7 @@ import {
   type Dialect,
   type Wait,
 } from '../dialect.js';
-import { mysqlFencingSetupSql, nextMysqlFencingToken } from './fencing.js';
+import { mysqlFencingStore, nextMysqlFencingToken } from './fencing.js';
 import { mysqlInspection } from './inspect.js';
 import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
@@ -22,6 +22,14 @@ const HASH_BYTES = 12;
 /** Seconds that both MySQL and MariaDB read as "wait forever" (MariaDB refuses negatives). */
 const FOREVER_SECONDS = 4294967295;
 const GET_LOCK = 'SELECT GET_LOCK(?, ?) AS acquired';
+/**
+ * MariaDB's GET_LOCK for a fenced lock, which also says whether the session is in a
+ * transaction, or has autocommit off so that the next write opens one: a fencing token cannot
+ * be taken there (see fencing.ts). MySQL has no `@@in_transaction`; it asks with one statement
+ * more.
+ */
+const GET_LOCK_FENCED =
+  'SELECT GET_LOCK(?, ?) AS acquired, @@in_transaction OR NOT @@autocommit AS in_transaction';
 const RELEASE_LOCK = 'SELECT RELEASE_LOCK(?) AS released';
 
 /**
@@ -89,30 +97,43 @@ export function serverFlavor(session: SqlSession): 'mysql' | 'mariadb' | undefin
   return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
 }
 
-/** Runs GET_LOCK for `name` on `session` and says what its answer means. */
+/**
+ * Runs GET_LOCK for `name` on `session` and says what its answer means; for a fenced lock on
+ * MariaDB, also whether the session is in a transaction.
+ */
 async function getLock(
   session: SqlSession,
   name: string,
   wait: Wait,
   cancelled: () => boolean,
-): Promise<GetLockOutcome> {
-  const seconds = timeoutSeconds(wait, serverFlavor(session));
+  fenced: boolean,
+): Promise<GetLockOutcome & { inTransaction?: boolean }> {
+  const flavor = serverFlavor(session);
+  const seconds = timeoutSeconds(wait, flavor);
+  const sql = fenced && flavor === 'mariadb' ? GET_LOCK_FENCED : GET_LOCK;
   let results: Row[][];
   try {
-    results = await session.query(GET_LOCK, [name, seconds]);
+    results = await session.query(sql, [name, seconds]);
   } catch (err) {
     return getLockErrorOutcome(err, cancelled());
   }
-  return getLockValueOutcome(firstRowValue(results[0], 'acquired'), cancelled(), name);
+  const outcome = getLockValueOutcome(firstRowValue(results[0], 'acquired'), cancelled(), name);
+  const inTransaction = firstRowValue(results[0], 'in_transaction');
+  return inTransaction === undefined ? outcome : { ...outcome, inTransaction: inTransaction == 1 };
 }
 
 /**
  * The grant of a fenced lock: its token, taken while the name is held (one statement more). A
  * grant for which no token can be taken is released before the error goes up.
  */
-async function fencedGrant(session: SqlSession, name: string): Promise<Grant> {
+async function fencedGrant(
+  session: SqlSession,
+  name: string,
+  inTransaction: boolean | undefined,
+): Promise<Grant> {
   try {
-    return { token: await nextMysqlFencingToken(session, name, serverFlavor(session)) };
+    const flavor = serverFlavor(session);
+    return { token: await nextMysqlFencingToken(session, name, flavor, inTransaction) };
   } catch (err) {
     await session.query(RELEASE_LOCK, [name]).catch(() => undefined);
     throw err;
@@ -139,10 +160,10 @@ export const mysqlDialect: Dialect<string> = {
   },
 
   async acquire(session, name, mode, wait, cancelled) {
-    const outcome = await getLock(session, name, wait, cancelled);
+    const outcome = await getLock(session, name, wait, cancelled, mode.fencing === true);
     switch (outcome.kind) {
       case 'acquired':
-        return mode.fencing ? fencedGrant(session, name) : GRANTED;
+        return mode.fencing ? fencedGrant(session, name, outcome.inTransaction) : GRANTED;
       case 'not-acquired':
         return false;
       case 'interrupted':
@@ -172,9 +193,7 @@ export const mysqlDialect: Dialect<string> = {
     await (session.ping ? session.ping() : session.query('SELECT 1'));
   },
 
-  async setUpFencing(session) {
-    await session.query(mysqlFencingSetupSql(serverFlavor(session)));
-  },
+  fencingStore: mysqlFencingStore,
 
   holders: mysqlInspection.holders,
 };

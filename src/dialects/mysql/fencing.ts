@@ -1,6 +1,6 @@
 import type { SqlSession } from '../../drivers/types.js';
 import { databaseError, FencingUnavailableError } from '../../errors.js';
-import { errorNumber } from '../dialect.js';
+import { errorNumber, type FencingStore } from '../dialect.js';
 
 /** The table of per-name counters, in the connection's current database. */
 export const FENCING_TABLE = 'knex_dlock_fencing';
@@ -8,6 +8,8 @@ export const FENCING_TABLE = 'knex_dlock_fencing';
 type Flavor = 'mysql' | 'mariadb' | undefined;
 
 const ER_NO_SUCH_TABLE = 1146;
+/** The user may not INSERT or UPDATE the table. */
+const ER_TABLEACCESS_DENIED = 1142;
 /** SERVER_STATUS_IN_TRANS, in the status flags of every OK packet. */
 const IN_TRANSACTION = 1;
 /** mysqljs cannot parse an OK packet whose insert id is 2^53 or more (unless supportBigNumbers). */
@@ -21,12 +23,15 @@ const PRECISION_EXCEEDED = 'PARSER_JS_PRECISION_RANGE_EXCEEDED';
  * serves both. 192 bytes is MariaDB's limit on a lock name (error 1059 beyond it) and 64
  * utf8mb3 characters, MySQL's.
  */
-export function mysqlFencingSetupSql(_flavor: Flavor): string {
-  return (
-    `CREATE TABLE IF NOT EXISTS ${FENCING_TABLE} ` +
-    '(name VARBINARY(192) NOT NULL PRIMARY KEY, token BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB'
-  );
-}
+export const MYSQL_FENCING_SETUP =
+  `CREATE TABLE IF NOT EXISTS ${FENCING_TABLE} ` +
+  '(name VARBINARY(192) NOT NULL PRIMARY KEY, token BIGINT UNSIGNED NOT NULL) ENGINE=InnoDB';
+
+export const mysqlFencingStore: FencingStore = {
+  what: `table ${FENCING_TABLE}`,
+  setup: MYSQL_FENCING_SETUP,
+  grant: `GRANT SELECT, INSERT, UPDATE ON ${FENCING_TABLE} TO <user>`,
+};
 
 /**
  * How a lock name becomes the key GET_LOCK locks, which the two servers make differently.
@@ -73,19 +78,32 @@ export async function nextMysqlFencingToken(
   session: SqlSession,
   name: string,
   flavor: Flavor,
+  inTransaction?: boolean,
 ): Promise<bigint> {
   const sql = incrementSql(flavor);
   try {
+    // Asked before the increment: written inside the caller's transaction, the counter row
+    // would stay locked until it ends, holding up every other grant of the name.
+    if (inTransaction) throw notInTransactions();
+    if (inTransaction === undefined) await refuseInTransaction(session, 'DO 0');
     try {
       return await increment(session, sql, name);
     } catch (err) {
       if (errorNumber(err) !== ER_NO_SUCH_TABLE) throw err;
     }
-    await refuseInTransaction(session, 'DO 0');
-    await createTable(session, flavor);
+    await createTable(session);
     return await increment(session, sql, name);
   } catch (err) {
     if (err instanceof FencingUnavailableError) throw err;
+    if (errorNumber(err) === ER_TABLEACCESS_DENIED) {
+      throw new FencingUnavailableError(
+        `This user may not write the table ${FENCING_TABLE} that fencing tokens come from ` +
+          '(the server says so before it says whether the table exists). Have a user who may ' +
+          `run \`${MYSQL_FENCING_SETUP}\` and then \`${mysqlFencingStore.grant}\`; ` +
+          '`knex-dlock setup-fencing` or `setUpFencing(target)` runs the first.',
+        { cause: err },
+      );
+    }
     throw databaseError('Taking a fencing token', err);
   }
 }
@@ -101,17 +119,21 @@ async function refuseInTransaction(
 ): Promise<unknown> {
   const [rows] = await session.query(sql, params);
   const status = rows?.[0]?.serverStatus;
-  if (typeof status === 'number' && (status & IN_TRANSACTION) !== 0) {
-    throw new FencingUnavailableError(
-      'Fencing tokens cannot be taken inside a transaction on MySQL / MariaDB (nor with ' +
-        "autocommit off): the counter would roll back with the transaction and a later grant would reuse the token. Lock on a connection outside transactions (the default 'multiplexed' lock connections of a pool or knex instance are).",
-    );
-  }
+  if (typeof status === 'number' && (status & IN_TRANSACTION) !== 0) throw notInTransactions();
   return rows?.[0]?.insertId;
 }
 
-async function createTable(session: SqlSession, flavor: Flavor): Promise<void> {
-  const setup = mysqlFencingSetupSql(flavor);
+function notInTransactions(): FencingUnavailableError {
+  return new FencingUnavailableError(
+    'Fencing tokens cannot be taken inside a transaction on MySQL / MariaDB (nor with ' +
+      'autocommit off): the counter would roll back with the transaction and a later grant ' +
+      'would reuse the token. Lock on a connection outside transactions (the default ' +
+      "'multiplexed' lock connections of a pool or knex instance are).",
+  );
+}
+
+async function createTable(session: SqlSession): Promise<void> {
+  const setup = MYSQL_FENCING_SETUP;
   try {
     await session.query(setup);
   } catch (err) {

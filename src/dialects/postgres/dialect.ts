@@ -10,7 +10,7 @@ import {
   type LockMode,
   type Wait,
 } from '../dialect.js';
-import { grantOf, POSTGRES_FENCING_SETUP } from './fencing.js';
+import { grantOf, postgresFencingStore } from './fencing.js';
 import { postgresInspection } from './inspect.js';
 import {
   failedWaitCleanupSql,
@@ -213,9 +213,7 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
       await session.query('SELECT 1');
     },
 
-    async setUpFencing(session) {
-      await session.query(POSTGRES_FENCING_SETUP);
-    },
+    fencingStore: postgresFencingStore,
 
     holders: postgresInspection.holders,
   };

@@ -10,11 +10,23 @@
  */
 import type { Row, SqlSession } from '../../drivers/types.js';
 import { FencingUnavailableError } from '../../errors.js';
-import { firstRowValue, GRANTED, type Grant, type LockMode } from '../dialect.js';
+import {
+  firstRowValue,
+  GRANTED,
+  type FencingStore,
+  type Grant,
+  type LockMode,
+} from '../dialect.js';
 import { FENCING_SEQUENCE, undoStrayGrantSql } from './sql.js';
 
 /** The one-line setup, for messages, the README and `setUpFencing`. */
 export const POSTGRES_FENCING_SETUP = `CREATE SEQUENCE IF NOT EXISTS ${FENCING_SEQUENCE}`;
+
+export const postgresFencingStore: FencingStore = {
+  what: `sequence ${FENCING_SEQUENCE}`,
+  setup: POSTGRES_FENCING_SETUP,
+  grant: `GRANT USAGE ON SEQUENCE ${FENCING_SEQUENCE} TO <user>`,
+};
 
 /** The token in a statement's results (the last result set that has a `token` column). */
 function tokenIn(results: Row[][]): bigint | undefined {
