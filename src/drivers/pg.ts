@@ -17,6 +17,7 @@ import {
   type SocketLike,
 } from './lease.js';
 import { perConnection } from './per-connection.js';
+import { openPgSibling } from './pg-sibling.js';
 import { runBefore } from './run-before.js';
 
 interface PgResult {
@@ -216,27 +217,6 @@ function stopReadingWhenBroken(native: PgNativeBinding): void {
 const pgSession: (client: PgClientLike) => SqlSession = perConnection(
   (client: PgClientLike) => new PgSession(client),
 );
-
-/** A short-lived client with `client`'s connection parameters, of `client`'s own class. */
-async function openPgSibling(client: PgClientLike): Promise<SiblingSession> {
-  const Client = client.constructor as new (config: object) => PgClientLike;
-  const sibling = new Client({ ...client.connectionParameters });
-  sibling.on('error', () => undefined);
-  const close = async () => void (await sibling.end().catch(() => undefined));
-  try {
-    await sibling.connect();
-  } catch (err) {
-    await close();
-    throw err;
-  }
-  return {
-    query: async (sql, params) => {
-      const result = await sibling.query(sql, params ? [...params] : undefined);
-      return (Array.isArray(result) ? result : [result]).map((each) => each.rows);
-    },
-    close,
-  };
-}
 
 /** The socket of a JavaScript pg client; pg's native client keeps its socket inside libpq. */
 export function pgSocket(client: PgClientLike): SocketLike | undefined {
