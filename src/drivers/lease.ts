@@ -78,3 +78,16 @@ export function leaseConnection(
 ): ConnectionLease {
   return new Lease(connection, session, giveBack, socket);
 }
+
+/**
+ * Connects a connection of the library's own and lends it through `lend`: releasing or
+ * destroying the lease closes it (`close` never rejects).
+ */
+export async function ownConnection(
+  connect: () => Promise<unknown>,
+  close: () => Promise<void>,
+  lend: (giveBack: GiveBack) => ConnectionLease,
+): Promise<ConnectionLease> {
+  await connect();
+  return lend({ release: close, destroy: async () => (await close(), true) });
+}

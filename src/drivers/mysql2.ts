@@ -10,6 +10,7 @@ import type { ConnectionEmitter } from './connection-events.js';
 import {
   CALLER_OWNED,
   leaseConnection,
+  ownConnection,
   unwrapped,
   type GiveBack,
   type SessionWrapper,
@@ -211,11 +212,14 @@ export async function openedMysqlLease(
   present?: SessionWrapper,
 ): Promise<ConnectionLease> {
   connection.on('error', () => undefined);
-  await new Promise<void>((resolve, reject) =>
-    connection.connect((err) => (err ? reject(err) : resolve())),
+  return ownConnection(
+    () =>
+      new Promise<void>((resolve, reject) =>
+        connection.connect((err) => (err ? reject(err) : resolve())),
+      ),
+    async () => connection.destroy(),
+    (giveBack) => mysqlLease(connection, giveBack, present),
   );
-  const close = async () => connection.destroy();
-  return mysqlLease(connection, { release: close, destroy: async () => (close(), true) }, present);
 }
 
 /** A connection the caller owns (callback or promise flavour): never released or closed. */

@@ -11,6 +11,7 @@ import type { ConnectionEmitter } from './connection-events.js';
 import {
   CALLER_OWNED,
   leaseConnection,
+  ownConnection,
   unwrapped,
   type GiveBack,
   type SessionWrapper,
@@ -244,9 +245,11 @@ export async function openedPgLease(
   present?: SessionWrapper,
 ): Promise<ConnectionLease> {
   client.on('error', () => undefined);
-  await client.connect();
-  const close = async () => void (await client.end().catch(() => undefined));
-  return pgLease(client, { release: close, destroy: async () => (await close(), true) }, present);
+  return ownConnection(
+    () => client.connect(),
+    async () => void (await client.end().catch(() => undefined)),
+    (giveBack) => pgLease(client, giveBack, present),
+  );
 }
 
 /** A pg.Client or PoolClient that the caller owns: the lock runs on it and never closes it. */
