@@ -12,6 +12,7 @@ import { createLock, type BaseLock, type LockOptions } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import { acquireEachWay, sleep } from './support/expect.js';
 import { countTraffic, type QueryCall, type TrafficCounter } from './support/counting.js';
+import { watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
 import {
   openInspector,
   TARGET_KINDS,
@@ -164,15 +165,18 @@ describe('traffic counter', function () {
 /** Opens targets and locks for one test and closes them after it, checking nothing stays held. */
 function testScope(dialect: DialectName, defaults: LockOptions = {}) {
   let inspector: LockInspector;
+  let waits: LockWaitWatcher;
   const closers: (() => Promise<void>)[] = [];
   const locks: BaseLock[] = [];
 
   before(async () => {
     inspector = await openInspector(dialect);
+    waits = await watchLockWaits(dialect);
   });
 
   after(async () => {
     await inspector.close();
+    await waits.close();
   });
 
   afterEach(async () => {
@@ -183,6 +187,10 @@ function testScope(dialect: DialectName, defaults: LockOptions = {}) {
   });
 
   return {
+    /** Resolves once `lock` waits in the database, seen from a connection that is not counted. */
+    async waitingInDatabase(lock: BaseLock): Promise<void> {
+      await waits.waitFor(lock.actualKey);
+    },
     onClose(close: () => Promise<void>) {
       closers.push(close);
     },
@@ -282,7 +290,8 @@ for (const { kind, connection } of BUDGET_CASES) {
       await holdElsewhere(key);
       const waiter = scope.lock(target, key);
       const waiting = waiter.acquire({ timeout: WAIT_MS });
-      await sleep(100);
+      await scope.waitingInDatabase(waiter);
+      // Most of the wait is watched: a long quiet time is what this test asserts.
       const { counts, calls } = await counter.measure(() => sleep(WAIT_MS - 250), 0);
       expect(counts, sent(calls)).to.include({ roundTrips: 0, messages: 0 });
       expect(await waiting).to.equal(false);
@@ -294,6 +303,8 @@ for (const { kind, connection } of BUDGET_CASES) {
       const waiter = scope.lock(target, key);
       const acquired = await expectRoundTrips(counter, 1, async () => {
         const waiting = waiter.acquire();
+        await scope.waitingInDatabase(waiter);
+        // A long wait: a wait that polled would send more than one round trip in this time.
         await sleep(WAIT_MS);
         expect(waiter.locked).to.equal(false);
         await holder.release();
@@ -531,7 +542,8 @@ for (const kind of TRANSACTION_KINDS) {
         const waiter = scope.lock(target, key, options);
         const { result, counts, calls } = await counter.measure(async () => {
           const waiting = waiter.acquire({ timeout: 600 });
-          await sleep(100);
+          await scope.waitingInDatabase(waiter);
+          // Most of the wait is watched: a long quiet time is what this test asserts.
           const during = await counter.measure(() => sleep(400), 0);
           expect(during.counts, sent(during.calls)).to.include({ roundTrips: 0, messages: 0 });
           return waiting;

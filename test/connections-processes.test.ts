@@ -9,7 +9,8 @@ import { MysqlLock, PostgresLock } from '../src/index.js';
 import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
 import { sleep } from './support/expect.js';
 import { startNodeScript } from './support/processes.js';
-import { holdLock, openSession, type Session } from './support/sessions.js';
+import { until, watchLockWaits } from './support/server-state.js';
+import { holdLock } from './support/sessions.js';
 import { openInspector, uniqueKey, type DialectName } from './support/targets.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/connections-worker.ts', import.meta.url));
@@ -24,40 +25,8 @@ const END_OF: Record<string, string> = {
   'mysql-promise-pool': 'mysql2/promise pool end()',
 };
 
-/** Polls `check` every 10 ms until it returns true; fails after `timeoutMs`. */
-async function eventually(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 5_000,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await check())) {
-    if (performance.now() > deadline) expect.fail(`${what}: not within ${timeoutMs} ms`);
-    await sleep(10);
-  }
-}
-
 function actualKey(dialect: DialectName, key: string): bigint | string {
   return dialect === 'postgres' ? PostgresLock.convert(key) : MysqlLock.convert(key);
-}
-
-/** How many sessions wait for `key` in the database now. */
-async function serverWaiters(session: Session, dialect: DialectName, key: string): Promise<number> {
-  if (dialect === 'postgres') {
-    const k = BigInt.asUintN(64, BigInt(actualKey(dialect, key)));
-    const rows = await session.query(
-      `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
-         AND objsubid = 1 AND classid::int8 = $1 AND objid::int8 = $2`,
-      [(k >> 32n).toString(), (k & 0xffffffffn).toString()],
-    );
-    return Number(rows[0]!.n);
-  }
-  const rows = await session.query(
-    `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
-       WHERE STATE = 'User lock' AND LOCATE(?, INFO) > 0`,
-    [actualKey(dialect, key)],
-  );
-  return Number(rows[0]!.n);
 }
 
 function escapeRegExp(text: string): string {
@@ -88,16 +57,15 @@ for (const { dialect, client, pools } of DIALECTS) {
       const key = uniqueKey('fair');
       const env = await workerEnv();
       const parent = await holdLock(dialect, key);
-      const observer = await openSession(dialect);
+      const waits = await watchLockWaits(dialect);
       try {
         const workers = ['a', 'b'].map((tag) =>
           startNodeScript(WORKER, ['fair', dialect, key, scope.table, tag, '30', '4'], env),
         );
         // Each process queues its 30 waiters in memory behind one that waits in the database.
         await Promise.all(workers.map((worker) => worker.waitForStdout(/^queued/m, 15_000)));
-        await eventually('one database waiter per process', async () => {
-          return (await serverWaiters(observer, dialect, key)) === 2;
-        });
+        // One database waiter per process.
+        await waits.waitFor(actualKey(dialect, key), { count: 2 });
         const before = await scope.knex(scope.table).count({ n: '*' }).first();
         expect(Number(before?.n), 'granted while the parent held the key').to.equal(0);
         await parent.close();
@@ -105,7 +73,7 @@ for (const { dialect, client, pools } of DIALECTS) {
         for (const worker of workers) expect(worker.stdout()).to.match(/^done$/m);
       } finally {
         await parent.close();
-        await observer.close();
+        await waits.close();
       }
 
       const grants: Grant[] = (await scope.knex(scope.table).select().orderBy('id')).map(
@@ -159,9 +127,12 @@ for (const { dialect, client, pools } of DIALECTS) {
 
         worker.child.stdin.write('collect\n');
         await worker.waitForStdout(/^collected$/m);
-        await eventually('the dropped lock freed on the server', async () => {
-          return (await inspector.holders(actualKey(dialect, abandonedKey))) === 0;
-        });
+        await until(
+          'holders of the dropped lock',
+          () => inspector.holders(actualKey(dialect, abandonedKey)),
+          (n) => n === 0,
+          5_000,
+        );
         await worker.waitForStderr(
           new RegExp(`\\[DLOCK_ABANDONED\\][^\\n]*${escapeRegExp(abandonedKey)}`),
           5_000,
@@ -194,6 +165,7 @@ for (const { dialect, client, pools } of DIALECTS) {
             );
             await worker.waitForStdout(/^destroyed$/m, 15_000);
             const destroyedAt = performance.now();
+            // The claim is a deadline: still running after it is the failure.
             const exit = await Promise.race([
               worker.exited,
               sleep(3_000).then(() => 'running' as const),

@@ -87,6 +87,7 @@ for (const { dialect, name } of DIALECTS) {
         if (acquired) acquiredTimes[i]! += 1;
         holding += 1;
         maxHolding = Math.max(maxHolding, holding);
+        // Held across a timer turn, so that a second holder at the same time would be counted.
         await sleep(1);
         holding -= 1;
         await lock.release();

@@ -5,7 +5,7 @@ import mysql from 'mysql2';
 import pg from 'pg';
 import { createLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { sleep } from './support/expect.js';
+import { waitForPgLockWait } from './support/server-state.js';
 import { openInspector, uniqueKey } from './support/targets.js';
 
 describe('connection: "dedicated"', () => {
@@ -37,7 +37,8 @@ describe('connection: "dedicated"', () => {
       createLock(knex, key, { connection: 'pool' }),
     ];
     const waiting = waiters.map((lock) => lock.acquire({ timeout: 1_500 }));
-    await sleep(100);
+    // Both wait in the database, each on a connection of the pool's two.
+    await waitForPgLockWait(holderClient, { key: holder.actualKey }, { count: 2 });
     let appError: unknown;
     await knex.raw('SELECT 1').catch((err: unknown) => (appError = err));
     expect(appError).to.have.property('name', 'KnexTimeoutError');
@@ -51,7 +52,7 @@ describe('connection: "dedicated"', () => {
     await holder.acquire();
     const waiters = [0, 1, 2].map(() => createLock(knex, key, { connection: 'dedicated' }));
     const waiting = waiters.map((lock) => lock.acquire());
-    await sleep(100);
+    await waitForPgLockWait(holderClient, { key: holder.actualKey }, { count: 3 });
     const { rows } = await knex.raw('SELECT 1 AS ok');
     expect(rows).to.deep.equal([{ ok: 1 }]);
     await holder.release();

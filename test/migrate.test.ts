@@ -74,9 +74,12 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
     for (const disableTransactions of [false, true]) {
       const mode = disableTransactions ? 'with disableTransactions' : 'in a transaction';
       it(`4 processes migrating at once (${mode}): all exit 0, one runs each migration once`, async function () {
-        const replicas = Array.from({ length: 4 }, () =>
-          startReplica(disableTransactions ? { DLOCK_DISABLE_TRANSACTIONS: '1' } : {}),
-        );
+        // The replica that migrates first waits until the other three wait for the lock.
+        const env = {
+          DLOCK_OVERLAP: '3',
+          ...(disableTransactions ? { DLOCK_DISABLE_TRANSACTIONS: '1' } : {}),
+        };
+        const replicas = Array.from({ length: 4 }, () => startReplica(env));
         await Promise.all(replicas.map((r) => r.waitForStdout(/ready/)));
         for (const replica of replicas) replica.go();
         const exits = await Promise.all(replicas.map((r) => r.exited));

@@ -7,7 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import knexFactory from 'knex';
-import type pg from 'pg';
+import pg from 'pg';
 import { createLock, LockDatabaseError } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
 import {
@@ -15,10 +15,10 @@ import {
   captureWarnings,
   expectRejectCode,
   expectThrowCode,
-  sleep,
 } from './support/expect.js';
 import { actualKeyOf, openProbe, until, type ServerProbe } from './support/lock-connections.js';
 import { startNodeScript } from './support/processes.js';
+import { waitForPgStatement } from './support/server-state.js';
 import { openInspector, pgNative, uniqueKey, type LockInspector } from './support/targets.js';
 
 const BROKEN_CLIENT = fileURLToPath(new URL('./fixtures/native-broken-client.ts', import.meta.url));
@@ -214,13 +214,20 @@ const NATIVE_TRANSACTIONS: readonly {
 for (const kind of NATIVE_TRANSACTIONS) {
   describe(`locks in ${kind.name}`, () => {
     let inspector: LockInspector;
+    /** Watches the transaction's session from outside. */
+    let observer: pg.Client;
     let trx: OpenTransaction;
     const holders: pg.Client[] = [];
 
     before(async () => {
       inspector = await openInspector('postgres');
+      observer = new pg.Client({ connectionString: (await databaseUrls()).pg });
+      await observer.connect();
     });
-    after(() => inspector.close());
+    after(async () => {
+      await inspector.close();
+      await observer.end();
+    });
     beforeEach(async () => {
       trx = await kind.begin();
     });
@@ -250,9 +257,10 @@ for (const kind of NATIVE_TRANSACTIONS) {
     it('an xact lock stays held while another statement runs in the transaction', async () => {
       const lock = createLock(trx.target, uniqueKey('native-xact'), { xact: true });
       expect(await lock.acquire({ block: false })).to.equal(true);
+      const [session] = await trx.run('SELECT pg_backend_pid() AS pid');
       // libpq knows no transaction status while a statement runs.
-      const running = trx.run('SELECT pg_sleep(0.2)');
-      await sleep(50);
+      const running = trx.run('SELECT pg_sleep(0.5)');
+      await waitForPgStatement(observer, { pid: Number(session!.pid), text: 'pg_sleep(0.5)' });
       expect(lock.locked).to.equal(true);
       await running;
       expect(lock.locked).to.equal(true);

@@ -9,14 +9,41 @@ import pg from 'pg';
 import { knexDriver, type KnexLike } from '../src/drivers/knex.js';
 import { createLock, PoolTimeoutError } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
-import { expectRejectCode, sleep } from './support/expect.js';
+import { expectRejectCode } from './support/expect.js';
+import { until } from './support/server-state.js';
 import { uniqueKey } from './support/targets.js';
 
 const POOL = { connection: 'pool' } as const;
 
+interface OpenPool {
+  readonly target: object;
+  /** Connections lent out, from the pool's own counters. */
+  checkedOut(): number;
+  /** Callers waiting for a connection, from the pool's own counters. */
+  waiting(): number;
+  close(): Promise<void>;
+}
+
 interface OnePool {
   readonly name: string;
-  open(): Promise<{ target: object; checkedOut(): number; close(): Promise<void> }>;
+  open(): Promise<OpenPool>;
+}
+
+/** Waits until the pool has `n` callers waiting for a connection. */
+function waitersOf(pool: OpenPool, n: number): Promise<number> {
+  return until('callers waiting for a connection', pool.waiting, (count) => count === n);
+}
+
+/**
+ * Waits until the pool has every connection back and nobody waiting for one: a connection that
+ * arrives for a wait that gave up meanwhile, or that was destroyed, goes back asynchronously.
+ */
+function allGivenBack(pool: OpenPool): Promise<unknown> {
+  return until(
+    'connections checked out and callers waiting',
+    () => ({ checkedOut: pool.checkedOut(), waiting: pool.waiting() }),
+    (counts) => counts.checkedOut === 0 && counts.waiting === 0,
+  );
 }
 
 const POOLS_OF_ONE: OnePool[] = [
@@ -31,6 +58,7 @@ const POOLS_OF_ONE: OnePool[] = [
       return {
         target: knex,
         checkedOut: () => knex.client.pool.numUsed(),
+        waiting: () => knex.client.pool.numPendingAcquires(),
         close: () => knex.destroy(),
       };
     },
@@ -42,6 +70,7 @@ const POOLS_OF_ONE: OnePool[] = [
       return {
         target: pool,
         checkedOut: () => pool.totalCount - pool.idleCount,
+        waiting: () => pool.waitingCount,
         close: () => pool.end(),
       };
     },
@@ -53,10 +82,12 @@ const POOLS_OF_ONE: OnePool[] = [
       const internals = pool as unknown as {
         _allConnections: unknown[];
         _freeConnections: unknown[];
+        _connectionQueue: unknown[];
       };
       return {
         target: pool,
         checkedOut: () => internals._allConnections.length - internals._freeConnections.length,
+        waiting: () => internals._connectionQueue.length,
         close: () => new Promise<void>((resolve) => pool.end(() => resolve())),
       };
     },
@@ -76,8 +107,7 @@ for (const kind of POOLS_OF_ONE) {
         );
         expect(performance.now() - started).to.be.within(290, 600);
         await busy.release();
-        await sleep(20);
-        expect(pool.checkedOut()).to.equal(0);
+        await allGivenBack(pool);
       } finally {
         await pool.close();
       }
@@ -90,14 +120,13 @@ for (const kind of POOLS_OF_ONE) {
         await busy.acquire();
         const waiter = createLock(pool.target, uniqueKey(), POOL);
         const waiting = waiter.acquire();
-        await sleep(50);
+        await waitersOf(pool, 1);
         await waiter.close();
         let caught: unknown;
         await waiting.catch((err: unknown) => (caught = err));
         expect(caught).to.have.property('code', 'ERR_DLOCK_NOT_HELD');
         await busy.release();
-        await sleep(50);
-        expect(pool.checkedOut()).to.equal(0);
+        await allGivenBack(pool);
       } finally {
         await pool.close();
       }
@@ -112,15 +141,14 @@ for (const kind of POOLS_OF_ONE) {
         const waiting = createLock(pool.target, uniqueKey(), POOL).acquire({
           signal: controller.signal,
         });
-        await sleep(50);
+        await waitersOf(pool, 1);
         const reason = new Error('give up');
         controller.abort(reason);
         let caught: unknown;
         await waiting.catch((err: unknown) => (caught = err));
         expect(caught).to.equal(reason);
         await busy.release();
-        await sleep(50);
-        expect(pool.checkedOut()).to.equal(0);
+        await allGivenBack(pool);
       } finally {
         await pool.close();
       }
@@ -144,6 +172,7 @@ const POOLS_THAT_TIME_OUT: OnePool[] = [
       return {
         target: knex,
         checkedOut: () => knex.client.pool.numUsed(),
+        waiting: () => knex.client.pool.numPendingAcquires(),
         close: () => knex.destroy(),
       };
     },
@@ -159,6 +188,7 @@ const POOLS_THAT_TIME_OUT: OnePool[] = [
       return {
         target: pool,
         checkedOut: () => pool.totalCount - pool.idleCount,
+        waiting: () => pool.waitingCount,
         close: () => pool.end(),
       };
     },

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { inspectLock } from '../../src/index.js';
 import { sleep } from '../support/expect.js';
+import { actualKeyOf } from '../support/lock-connections.js';
 import { isAlive, killStarted, nodeCommand, startCli, type Started } from '../support/processes.js';
 import {
   holdLock,
@@ -9,6 +10,7 @@ import {
   urlFor,
   type Session,
 } from '../support/sessions.js';
+import { watchLockWaits, type LockWaitWatcher } from '../support/server-state.js';
 import { uniqueKey, type DialectName } from '../support/targets.js';
 
 /** A command that prints "ready", then exits when a line arrives on stdin. */
@@ -32,6 +34,7 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
   describe(`knex-dlock run on ${dialect}`, function () {
     let url: string;
     let observer: Session;
+    let waits: LockWaitWatcher;
     const cleanups: (() => Promise<void>)[] = [];
 
     const run = (key: string, options: string[], command: string[]): Started =>
@@ -43,8 +46,12 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
     before(async () => {
       url = await urlFor(dialect);
       observer = await openSession(dialect);
+      waits = await watchLockWaits(dialect);
     });
-    after(() => observer.close());
+    after(async () => {
+      await observer.close();
+      await waits.close();
+    });
     afterEach(async () => {
       killStarted();
       await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
@@ -67,6 +74,7 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
       const key = uniqueKey('cli');
       const cli = run(key, ['--keepalive', '100ms'], WAIT_FOR_STDIN);
       await cli.waitForStdout(/ready/);
+      // Time for several keepalive checks (one per 100 ms): the lock must outlive them.
       await sleep(350);
       expect(await holderIds(key)).to.have.length(1);
       cli.child.stdin?.write('go\n');
@@ -117,7 +125,7 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
       const holder = await holdLock(dialect, key);
       cleanups.push(holder.close);
       const cli = run(key, ['--timeout', '8s'], nodeCommand("console.log('ran')"));
-      await sleep(800);
+      await waits.waitFor(actualKeyOf(dialect, key), { timeoutMs: 8_000 });
       expect(cli.stdout()).to.equal('');
       await holder.lock.release();
       expect((await cli.exited).code).to.equal(0);
@@ -183,10 +191,9 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
         await cli.waitForStdout(/ready/);
         const [sessionId] = await holderIds(key);
         await terminateSession(dialect, sessionId ?? -1);
-        await sleep(300);
+        await cli.waitForStderr(/keeps running/);
         cli.child.stdin?.write('done\n');
         expect((await cli.exited).code).to.equal(5);
-        expect(cli.stderr()).to.contain('keeps running');
       });
     }
   });

@@ -5,6 +5,7 @@
  *
  * PostgreSQL lists a waiting advisory lock in `pg_locks` (not granted); MySQL and MariaDB show a
  * session waiting in GET_LOCK in `information_schema.PROCESSLIST` with the state "User lock".
+ * `pg_stat_activity` shows what statement a PostgreSQL session runs.
  */
 import { expect } from 'chai';
 import mysql from 'mysql2';
@@ -146,11 +147,35 @@ export function waitForMysqlLockWait(
   );
 }
 
+/**
+ * Polls `pg_stat_activity` every 10 ms until backend `pid` is running a statement that contains
+ * `text`. Fails after `timeoutMs`.
+ */
+export async function waitForPgStatement(
+  pool: PgQueryable,
+  target: { readonly pid: number; readonly text: string },
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+): Promise<void> {
+  await until(
+    `pg_stat_activity should show backend ${target.pid} running ${JSON.stringify(target.text)}`,
+    async () => {
+      const { rows } = await pool.query(
+        `SELECT state, query FROM pg_stat_activity WHERE pid = $1`,
+        [target.pid],
+      );
+      return rows[0] ?? null;
+    },
+    (row) => row?.state === 'active' && String(row.query).includes(target.text),
+    timeoutMs,
+  );
+}
+
 /** A connection of its own that watches one server's lock waits, whatever the dialect. */
 export interface LockWaitWatcher {
-  /** Ids (pg backend pid, MySQL connection id) of the sessions waiting for `actualKey`. */
-  waiters(actualKey: bigint | string): Promise<number[]>;
-  /** Polls until sessions wait for `actualKey` (see {@link WaitOptions}); resolves their ids. */
+  /**
+   * Polls until sessions wait for `actualKey` (see {@link WaitOptions}); resolves their ids (pg
+   * backend pids, MySQL connection ids).
+   */
   waitFor(actualKey: bigint | string, options?: WaitOptions): Promise<number[]>;
   close(): Promise<void>;
 }
@@ -162,7 +187,6 @@ export async function watchLockWaits(dialect: DialectName): Promise<LockWaitWatc
     client.on('error', () => undefined);
     await client.connect();
     return {
-      waiters: (key) => pgLockWaiters(client, { keys: [key] }),
       waitFor: (key, options) => waitForPgLockWait(client, { key }, options),
       close: () => client.end(),
     };
@@ -170,7 +194,6 @@ export async function watchLockWaits(dialect: DialectName): Promise<LockWaitWatc
   const conn = await mysqlPromise.createConnection({ uri: url });
   conn.on('error', () => undefined);
   return {
-    waiters: (name) => mysqlLockWaiters(conn, { names: [String(name)] }),
     waitFor: (name, options) => waitForMysqlLockWait(conn, { name: String(name) }, options),
     close: () => conn.end(),
   };
