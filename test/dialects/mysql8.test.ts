@@ -10,6 +10,7 @@
  */
 import { expect } from 'chai';
 import mysqlCallback from 'mysql2';
+import mysqlPromise from 'mysql2/promise';
 import type { Wait } from '../../src/dialects/dialect.js';
 import { mysqlDialect, mysqlName, serverFlavor } from '../../src/dialects/mysql/dialect.js';
 import { mysqlInspection } from '../../src/dialects/mysql/inspect.js';
@@ -17,9 +18,10 @@ import { mysqlConnectionDriver, type MysqlConnectionLike } from '../../src/drive
 import type { Row, SqlSession } from '../../src/drivers/types.js';
 import { LockDatabaseError, LockDeadlockError } from '../../src/errors.js';
 import { databaseUrls } from '../support/databases.js';
-import { expectRejectCode, sleep } from '../support/expect.js';
+import { expectRejectCode } from '../support/expect.js';
 import { askFlavor, type MysqlFlavor } from '../support/mysql-flavor.js';
 import { ScriptedMysql8Server } from '../support/scripted-mysql8-session.js';
+import { until, waitForMysqlLockWait } from '../support/server-state.js';
 
 const EXCLUSIVE = { shared: false, xact: false };
 const TRY: Wait = { kind: 'try' };
@@ -63,6 +65,8 @@ function recorded(session: SqlSession, connectionId: number, close: () => Promis
 interface Server {
   readonly name: string;
   open(): Promise<Opened>;
+  /** Resolves once the server shows `waiter` waiting in GET_LOCK. */
+  waiting(waiter: Opened): Promise<unknown>;
 }
 
 const standIn = new ScriptedMysql8Server();
@@ -74,6 +78,12 @@ const SERVERS: readonly Server[] = [
       const session = standIn.connect();
       return recorded(session, session.connectionId, async () => session.close());
     },
+    waiting: (waiter) =>
+      until(
+        `the stand-in should show connection ${waiter.connectionId} waiting`,
+        () => standIn.waitingConnections(),
+        (ids) => ids.includes(waiter.connectionId),
+      ),
   },
   {
     name: 'the real server (DLOCK_MYSQL_URL, else the local one)',
@@ -89,6 +99,14 @@ const SERVERS: readonly Server[] = [
         await lease.release();
         await new Promise<void>((resolve) => conn.end(() => resolve()));
       });
+    },
+    async waiting(waiter) {
+      const inspector = await mysqlPromise.createConnection({ uri: (await databaseUrls()).mysql });
+      try {
+        return await waitForMysqlLockWait(inspector, { threadId: waiter.connectionId });
+      } finally {
+        await inspector.end();
+      }
     },
   },
 ];
@@ -174,7 +192,7 @@ for (const server of SERVERS) {
       expect(await acquire(first, a, TRY)).to.equal(true);
       expect(await acquire(second, b, TRY)).to.equal(true);
       const waits = [acquire(first, b, FOREVER)];
-      await sleep(100);
+      await server.waiting(first);
       waits.push(acquire(second, a, FOREVER));
       const settled = await Promise.race(
         waits.map((wait, index) =>
@@ -202,7 +220,7 @@ for (const server of SERVERS) {
       expect(await acquire(holder, n, TRY)).to.equal(true);
       let cancelled = false;
       const waiting = acquire(waiter, n, FOREVER, () => cancelled);
-      await sleep(150);
+      await server.waiting(waiter);
       cancelled = true;
       await mysqlDialect.cancel(waiter.session);
       expect(await waiting).to.equal(false);
@@ -218,7 +236,7 @@ for (const server of SERVERS) {
       const [holder, waiter] = [await open(), await open()];
       expect(await acquire(holder, n, TRY)).to.equal(true);
       const waiting = acquire(waiter, n, FOREVER, () => false);
-      await sleep(150);
+      await server.waiting(waiter);
       await mysqlDialect.cancel(waiter.session);
       const err = await expectRejectCode(waiting, 'ERR_DLOCK_DATABASE');
       expect(err).to.be.instanceOf(LockDatabaseError);
@@ -261,7 +279,11 @@ describe('MySQL dialect on the scripted MySQL 8 stand-in only (not reproducible 
     expect(await mysqlDialect.acquire(holder, n, EXCLUSIVE, TRY, () => false)).to.not.equal(false);
     let cancelled = false;
     const waiting = mysqlDialect.acquire(waiter, n, EXCLUSIVE, FOREVER, () => cancelled);
-    await sleep(20);
+    await until(
+      'the waiter should wait',
+      () => server.waitingConnections(),
+      (ids) => ids.includes(waiter.connectionId),
+    );
     cancelled = true;
     waiter.interruptAfterGrant();
     expect(await mysqlDialect.release(holder, n, EXCLUSIVE)).to.equal(true);

@@ -100,6 +100,11 @@ export class ScriptedMysql8Server {
     return this.#holds.get(name.toLowerCase())?.owner.connectionId;
   }
 
+  /** The connection ids waiting in GET_LOCK now, as PROCESSLIST would show them. */
+  waitingConnections(): number[] {
+    return this.#waits.map((wait) => wait.session.connectionId);
+  }
+
   /** Every name held, lowercased as the server keeps them. */
   heldNames(): string[] {
     return [...this.#holds.keys()];
