@@ -29,12 +29,44 @@ export interface KnexLike {
   rollback?: (error?: unknown) => unknown;
 }
 
+/** How the library drives the connections of one kind of knex client. */
+interface KnexConnectionAdapter {
+  /** The dialect the client speaks, by its registry name. */
+  readonly dialect: string;
+  lease(connection: unknown, giveBack: GiveBack, present: SessionWrapper): ConnectionLease;
+  /** Opens a connection with `settings` through the driver module knex loaded. */
+  open(
+    driver: unknown,
+    settings: ConnectionSettings,
+    present: SessionWrapper,
+  ): Promise<ConnectionLease>;
+}
+
+const PG_ADAPTER: KnexConnectionAdapter = {
+  dialect: 'postgres',
+  lease: (connection, giveBack, present) => pgLease(connection as PgClientLike, giveBack, present),
+  open(driver, settings, present) {
+    const pg = driver as { Client: new (config: object) => PgClientLike };
+    return openedPgLease(new pg.Client(pgSettings(settings)), present);
+  },
+};
+
+const MYSQL_ADAPTER: KnexConnectionAdapter = {
+  dialect: 'mysql',
+  lease: (connection, giveBack, present) =>
+    mysqlLease(connection as MysqlConnectionLike, giveBack, present),
+  open(driver, settings, present) {
+    const mysql = driver as { createConnection(settings: unknown): MysqlConnectionLike };
+    return openedMysqlLease(mysql.createConnection(settings), present);
+  },
+};
+
 /** knex clients whose advisory / named locks work, by `client.driverName`. */
 const KNEX_DRIVERS = {
-  pg: 'postgres',
-  pgnative: 'postgres',
-  mysql: 'mysql',
-  mysql2: 'mysql',
+  pg: PG_ADAPTER,
+  pgnative: PG_ADAPTER,
+  mysql: MYSQL_ADAPTER,
+  mysql2: MYSQL_ADAPTER,
 } as const;
 
 export type KnexDriverName = keyof typeof KNEX_DRIVERS;
@@ -69,9 +101,7 @@ function leaseFor(
   connection: unknown,
   giveBack: GiveBack,
 ) {
-  return KNEX_DRIVERS[driverName] === 'postgres'
-    ? pgLease(connection as PgClientLike, giveBack, reportingTo(client))
-    : mysqlLease(connection as MysqlConnectionLike, giveBack, reportingTo(client));
+  return KNEX_DRIVERS[driverName].lease(connection, giveBack, reportingTo(client));
 }
 
 /** Watchers of each knex transaction's end, installed once per transaction. */
@@ -106,7 +136,7 @@ function onTransactionEnding(trx: KnexLike, onEnding: () => void): () => void {
 /** A knex transaction: locks run on its connection, which knex gives back when it ends. */
 export function knexTransactionDriver(trx: KnexLike, driverName: KnexDriverName): Driver {
   return {
-    dialect: KNEX_DRIVERS[driverName],
+    dialect: KNEX_DRIVERS[driverName].dialect,
     description: `a knex transaction (${driverName})`,
     pooled: false,
     transaction: true,
@@ -155,7 +185,7 @@ function refuseDiscarded(client: KnexClientLike): void {
 export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
   const client = knex.client;
   return {
-    dialect: KNEX_DRIVERS[driverName],
+    dialect: KNEX_DRIVERS[driverName].dialect,
     description: `a knex instance (${driverName})`,
     pooled: true,
     identity: client,
@@ -200,10 +230,5 @@ function openWithSettings(
   driverName: KnexDriverName,
   settings: ConnectionSettings,
 ): Promise<ConnectionLease> {
-  if (KNEX_DRIVERS[driverName] === 'postgres') {
-    const pg = client.driver as { Client: new (config: object) => PgClientLike };
-    return openedPgLease(new pg.Client(pgSettings(settings)), reportingTo(client));
-  }
-  const mysql = client.driver as { createConnection(settings: unknown): MysqlConnectionLike };
-  return openedMysqlLease(mysql.createConnection(settings), reportingTo(client));
+  return KNEX_DRIVERS[driverName].open(client.driver, settings, reportingTo(client));
 }
