@@ -2,6 +2,7 @@
 // in the emitted index.d.ts (tsc drops it without preserve="true").
 /// <reference types="node" preserve="true" />
 export { createLock, type LockTarget } from './create-lock.js';
+export type { RegisteredLock, RegisteredLocks } from './dialects/registry.js';
 export { withLock, type WithLockOptions } from './with-lock.js';
 export { setUpFencing } from './fencing.js';
 export { BaseLock } from './lock.js';
