@@ -31,7 +31,8 @@ import {
 import { openKnex, openProbe, type ServerProbe } from './support/lock-connections.js';
 import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
 import { startNodeScript } from './support/processes.js';
-import { until, watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
+import { kindSuite } from './support/kind-suite.js';
+import { until } from './support/server-state.js';
 import { openSession, urlFor, type Session } from './support/sessions.js';
 import {
   openInspector,
@@ -58,43 +59,15 @@ const way = (options: object) => JSON.stringify(options);
 
 for (const kind of TARGET_KINDS) {
   describe(`fencing tokens on ${kind.name}`, function () {
-    let inspector: LockInspector;
-    let waits: LockWaitWatcher;
+    const suite = kindSuite(kind, FENCED);
+    const { open, lockOn } = suite;
     let probe: ServerProbe;
-    const opened: OpenTarget[] = [];
-    const locks: BaseLock[] = [];
-
-    async function open(): Promise<object> {
-      const target = await kind.open();
-      opened.push(target);
-      return target.target;
-    }
-
-    function lockOn(target: object, key: string, options: LockOptions = FENCED): BaseLock {
-      const lock = createLock(target, key, options);
-      locks.push(lock);
-      return lock;
-    }
 
     before(async () => {
-      inspector = await openInspector(kind.dialect);
-      waits = await watchLockWaits(kind.dialect);
       probe = await openProbe(kind.dialect);
     });
 
-    after(async () => {
-      await inspector.close();
-      await waits.close();
-      await probe.close();
-    });
-
-    afterEach(async () => {
-      await Promise.all(locks.splice(0).map((lock) => lock.close().catch(() => undefined)));
-      // Checked while pools are still open: a pooled connection must not keep a lock.
-      const leftovers = await inspector.leftovers();
-      await Promise.all(opened.splice(0).map((target) => target.close()));
-      expect(leftovers, 'locks left held after the test').to.deep.equal([]);
-    });
+    after(() => probe.close());
 
     it('successive grants of a key get increasing tokens: try, wait and timed, on one lock object and on others', async () => {
       const target = await open();
@@ -135,8 +108,8 @@ for (const kind of TARGET_KINDS) {
       expect(await other.acquire({ block: false })).to.equal(false);
       expect(other.fencingToken, 'not granted').to.equal(undefined);
 
-      const [id] = await inspector.holderIds(lock.actualKey);
-      await inspector.kill(id!);
+      const [id] = await suite.inspector.holderIds(lock.actualKey);
+      await suite.inspector.kill(id!);
       await abortedWithin(lock.signal!, 2_000);
       expect(lock.fencingToken, 'once lost').to.equal(undefined);
     });
@@ -149,7 +122,7 @@ for (const kind of TARGET_KINDS) {
         await holder.acquire();
         const held = heldToken(holder);
         const waiting = waiter.acquire(options);
-        await waits.waitFor(waiter.actualKey);
+        await suite.waits.waitFor(waiter.actualKey);
         expect(waiter.fencingToken, 'while waiting').to.equal(undefined);
         await holder.release();
         expect(await waiting, way(options)).to.equal(true);
@@ -231,7 +204,7 @@ for (const kind of TARGET_KINDS) {
         expect(await second.acquire({ block: false })).to.equal(true);
         const [a, b] = [heldToken(first), heldToken(second)];
         expectIncreasing([a, b], 'stacked grants');
-        expect(await inspector.holders(first.actualKey)).to.equal(1);
+        expect(await suite.inspector.holders(first.actualKey)).to.equal(1);
         await first.release();
         expect(first.fencingToken).to.equal(undefined);
         expect(second.fencingToken, 'the other hold keeps its token').to.equal(b);
@@ -252,7 +225,9 @@ for (const kind of TARGET_KINDS) {
         ];
         expect(await readers[0]!.acquire({ block: false })).to.equal(true);
         expect(await readers[1]!.acquire({ timeout: 1_000 })).to.equal(true);
-        expect(await inspector.holders(exclusive.actualKey), 'both shared at once').to.equal(2);
+        expect(await suite.inspector.holders(exclusive.actualKey), 'both shared at once').to.equal(
+          2,
+        );
         tokens.push(heldToken(readers[0]!), heldToken(readers[1]!));
         await Promise.all(readers.map((reader) => reader.release()));
         await exclusive.acquire();
@@ -296,7 +271,7 @@ for (const kind of TARGET_KINDS) {
           await trx.rollback();
         }
         for (const lock of inside) expect(lock.fencingToken, 'after ROLLBACK').to.equal(undefined);
-        expect(await inspector.holders(before.actualKey)).to.equal(0);
+        expect(await suite.inspector.holders(before.actualKey)).to.equal(0);
         await before.acquire();
         tokens.push(heldToken(before));
         expectIncreasing(tokens, 'before, three xact grants, after the rollback');
@@ -333,11 +308,11 @@ for (const kind of TARGET_KINDS) {
             const err = await expectRejectCode(lock.acquire(), UNAVAILABLE);
             expect(err.message).to.match(/roll it back/);
             expect(lock.locked).to.equal(false);
-            expect(await inspector.holderIds(lock.actualKey)).to.deep.equal([trx.sessionId]);
+            expect(await suite.inspector.holderIds(lock.actualKey)).to.deep.equal([trx.sessionId]);
           } finally {
             await trx.rollback();
           }
-          expect(await inspector.holders(lock.actualKey)).to.equal(0);
+          expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
         });
       });
 
@@ -385,7 +360,10 @@ for (const kind of TARGET_KINDS) {
             const lock = lockOn(target, key);
             await expectRejectCode(lock.acquire(options), UNAVAILABLE);
             expect(lock.locked).to.equal(false);
-            expect(await inspector.holders(lock.actualKey), `${where} ${way(options)}`).to.equal(0);
+            expect(
+              await suite.inspector.holders(lock.actualKey),
+              `${where} ${way(options)}`,
+            ).to.equal(0);
             expect(await query('SELECT 1 AS ok')).to.deep.equal([{ ok: 1 }]);
           }
         };

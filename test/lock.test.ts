@@ -1,61 +1,23 @@
 import { expect } from 'chai';
-import { createLock, withLock, type BaseLock } from '../src/index.js';
+import { createLock, withLock } from '../src/index.js';
 import { expectNothingSent } from './support/counting.js';
 import { expectRejectCode, expectThrowCode } from './support/expect.js';
-import { watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
-import {
-  openInspector,
-  TARGET_KINDS,
-  uniqueKey,
-  type LockInspector,
-  type OpenTarget,
-} from './support/targets.js';
+import { kindSuite } from './support/kind-suite.js';
+import { TARGET_KINDS, uniqueKey } from './support/targets.js';
 
 for (const kind of TARGET_KINDS) {
   describe(`lock contract on ${kind.name}`, function () {
-    let inspector: LockInspector;
-    let waits: LockWaitWatcher;
-    const opened: OpenTarget[] = [];
-    const locks: BaseLock[] = [];
-
-    async function open(): Promise<object> {
-      const target = await kind.open();
-      opened.push(target);
-      return target.target;
-    }
-
-    function lockOn(target: object, key: string): BaseLock {
-      const lock = createLock(target, key);
-      locks.push(lock);
-      return lock;
-    }
-
-    before(async () => {
-      inspector = await openInspector(kind.dialect);
-      waits = await watchLockWaits(kind.dialect);
-    });
-
-    after(async () => {
-      await inspector.close();
-      await waits.close();
-    });
-
-    afterEach(async () => {
-      await Promise.all(locks.splice(0).map((lock) => lock.close().catch(() => undefined)));
-      // Checked while pools are still open: a pooled connection must not keep a lock.
-      const leftovers = await inspector.leftovers();
-      await Promise.all(opened.splice(0).map((target) => target.close()));
-      expect(leftovers, 'locks left held after the test').to.deep.equal([]);
-    });
+    const suite = kindSuite(kind);
+    const { open, lockOn } = suite;
 
     it('acquire() holds the lock in the database and release() frees it', async () => {
       const lock = lockOn(await open(), uniqueKey());
       expect(await lock.acquire()).to.equal(true);
       expect(lock.locked).to.equal(true);
-      expect(await inspector.holders(lock.actualKey)).to.equal(1);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
       await lock.release();
       expect(lock.locked).to.equal(false);
-      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
     });
 
     it('two locks on different sessions exclude each other', async () => {
@@ -75,7 +37,7 @@ for (const kind of TARGET_KINDS) {
       const waiter = lockOn(await open(), key);
       await holder.acquire();
       const waiting = waiter.acquire();
-      await waits.waitFor(waiter.actualKey);
+      await suite.waits.waitFor(waiter.actualKey);
       expect(waiter.locked).to.equal(false);
       await holder.release();
       expect(await waiting).to.equal(true);
@@ -93,7 +55,7 @@ for (const kind of TARGET_KINDS) {
       expect(elapsed).to.be.within(290, 600);
       expect(waiter.locked).to.equal(false);
       await holder.release();
-      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(holder.actualKey)).to.equal(0);
     });
 
     it('aborting a waiting acquire() rejects with the reason and leaves nothing held', async () => {
@@ -103,7 +65,7 @@ for (const kind of TARGET_KINDS) {
       await holder.acquire();
       const controller = new AbortController();
       const waiting = waiter.acquire({ signal: controller.signal });
-      await waits.waitFor(waiter.actualKey);
+      await suite.waits.waitFor(waiter.actualKey);
       const reason = new Error('stop waiting');
       controller.abort(reason);
       let caught: unknown;
@@ -111,9 +73,9 @@ for (const kind of TARGET_KINDS) {
       expect(caught).to.equal(reason);
       expect(waiter.locked).to.equal(false);
       // The wait is cancelled on the server too, so the release below can grant it nothing.
-      await waits.waitFor(waiter.actualKey, { count: 0 });
+      await suite.waits.waitFor(waiter.actualKey, { count: 0 });
       await holder.release();
-      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(holder.actualKey)).to.equal(0);
     });
 
     it('close() during a waiting acquire() cancels it: ERR_DLOCK_NOT_HELD, nothing held', async () => {
@@ -122,16 +84,16 @@ for (const kind of TARGET_KINDS) {
       const waiter = lockOn(await open(), key);
       await holder.acquire();
       const waiting = waiter.acquire();
-      await waits.waitFor(waiter.actualKey);
+      await suite.waits.waitFor(waiter.actualKey);
       const started = performance.now();
       await waiter.close();
       await expectRejectCode(waiting, 'ERR_DLOCK_NOT_HELD');
       expect(performance.now() - started).to.be.below(1_000);
       expect(waiter.locked).to.equal(false);
       // The wait is cancelled on the server too, so the release below can grant it nothing.
-      await waits.waitFor(waiter.actualKey, { count: 0 });
+      await suite.waits.waitFor(waiter.actualKey, { count: 0 });
       await holder.release();
-      expect(await inspector.holders(holder.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(holder.actualKey)).to.equal(0);
       expect(await waiter.acquire({ block: false })).to.equal(true);
     });
 
@@ -154,18 +116,14 @@ for (const kind of TARGET_KINDS) {
       await lock.acquire();
       await lock.close();
       expect(lock.locked).to.equal(false);
-      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
       await expectRejectCode(lock.release(), 'ERR_DLOCK_NOT_HELD');
     });
 
     if (kind.dialect === 'postgres') {
       it('shared locks overlap, and an exclusive lock waits for them', async () => {
         const key = uniqueKey();
-        const readers = [0, 1].map(async () => {
-          const lock = createLock(await open(), key, { shared: true });
-          locks.push(lock);
-          return lock;
-        });
+        const readers = [0, 1].map(async () => lockOn(await open(), key, { shared: true }));
         const [first, second] = await Promise.all(readers);
         const writer = lockOn(await open(), key);
         expect(await first!.acquire()).to.equal(true);
@@ -202,7 +160,7 @@ for (const kind of TARGET_KINDS) {
         expect(await lock.acquire()).to.equal(true);
         await lock.release();
       }
-      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
     });
 
     it('Symbol.asyncDispose closes the lock', async () => {
@@ -210,7 +168,7 @@ for (const kind of TARGET_KINDS) {
       await lock.acquire();
       await lock[Symbol.asyncDispose]();
       expect(lock.locked).to.equal(false);
-      expect(await inspector.holders(lock.actualKey)).to.equal(0);
+      expect(await suite.inspector.holders(lock.actualKey)).to.equal(0);
     });
 
     if (kind.pooled) {
@@ -268,11 +226,11 @@ for (const kind of TARGET_KINDS) {
         expect(lock.locked).to.equal(true);
         expect(signal.aborted).to.equal(false);
         seen = lock.actualKey;
-        expect(await inspector.holders(lock.actualKey)).to.equal(1);
+        expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
         return 42;
       });
       expect(result).to.equal(42);
-      expect(await inspector.holders(seen!)).to.equal(0);
+      expect(await suite.inspector.holders(seen!)).to.equal(0);
     });
 
     it('withLock() closes the lock when the callback throws', async () => {
@@ -286,7 +244,7 @@ for (const kind of TARGET_KINDS) {
         throw failure;
       }).catch((err) => (caught = err));
       expect(caught).to.equal(failure);
-      expect(await inspector.holders(seen!)).to.equal(0);
+      expect(await suite.inspector.holders(seen!)).to.equal(0);
     });
 
     it('withLock() throws ERR_DLOCK_TIMEOUT when the lock stays held past the timeout', async () => {
