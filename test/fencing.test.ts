@@ -32,7 +32,7 @@ import { openKnex, openProbe, type ServerProbe } from './support/lock-connection
 import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
 import { startNodeScript } from './support/processes.js';
 import { kindSuite } from './support/kind-suite.js';
-import { until } from './support/server-state.js';
+import { until, watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
 import { openSession, urlFor, type Session } from './support/sessions.js';
 import {
   openInspector,
@@ -686,4 +686,86 @@ describe('fencing tokens for a user who may not create the token store', functio
       }
     });
   }
+});
+
+describe("fencing tokens on PostgreSQL's other statement paths (a pg.Client)", () => {
+  const sessions: Session[] = [];
+  let inspector: LockInspector;
+  let waits: LockWaitWatcher;
+
+  before(async () => {
+    inspector = await openInspector('postgres');
+    waits = await watchLockWaits('postgres');
+  });
+
+  after(async () => {
+    await inspector.close();
+    await waits.close();
+  });
+
+  afterEach(async () => {
+    const leftovers = await inspector.leftovers();
+    await Promise.all(sessions.splice(0).map((session) => session.close()));
+    expect(leftovers, 'locks left held after the test').to.deep.equal([]);
+  });
+
+  async function session(): Promise<Session> {
+    const opened = await openSession('postgres');
+    sessions.push(opened);
+    return opened;
+  }
+
+  /** Holds `key` on another session, then acquires it with `options` once its wait shows. */
+  async function contended(lock: BaseLock, options: object): Promise<bigint[]> {
+    const holder = createLock((await session()).target, lock.key as string, FENCED);
+    expect(await holder.acquire()).to.equal(true);
+    const before = heldToken(holder);
+    const acquiring = lock.acquire(options);
+    await waits.waitFor(lock.actualKey);
+    await holder.release();
+    expect(await acquiring).to.equal(true);
+    return [before, heldToken(lock)];
+  }
+
+  it('preparedStatements: false: try, wait and timed, free and contended', async () => {
+    const lock = createLock((await session()).target, uniqueKey('unprepared'), {
+      fencing: true,
+      preparedStatements: false,
+    });
+    const tokens: bigint[] = [];
+    for (const options of WAYS) {
+      expect(await lock.acquire(options), way(options)).to.equal(true);
+      tokens.push(heldToken(lock));
+      await lock.release();
+      if ('block' in options) continue; // a try does not wait
+      tokens.push(...(await contended(lock, options)));
+      await lock.release();
+    }
+    expectIncreasing(tokens, 'unprepared grants');
+  });
+
+  it('a session with a statement_timeout: its contended waits lift it and still take a token', async () => {
+    const own = await session();
+    await own.query("SET statement_timeout = '30s'");
+    const lock = createLock(own.target, uniqueKey('statement-timeout'), FENCED);
+    const tokens = [...(await contended(lock, {}))];
+    await lock.release();
+    tokens.push(...(await contended(lock, { timeout: 5_000 })));
+    await lock.release();
+    expectIncreasing(tokens, 'grants after waits that lift statement_timeout');
+  });
+
+  it('inside BEGIN: a contended wait (the savepoint script) takes a token, session and xact level', async () => {
+    const own = await session();
+    await own.query('BEGIN');
+    const key = uniqueKey('in-begin');
+    const sessionLevel = createLock(own.target, key, FENCED);
+    const tokens = [...(await contended(sessionLevel, { timeout: 5_000 }))];
+    await sessionLevel.release();
+    const xact = createLock(own.target, key, { fencing: true, xact: true });
+    tokens.push(...(await contended(xact, {})));
+    await own.query('COMMIT');
+    expect(xact.locked).to.equal(false);
+    expectIncreasing(tokens, 'grants inside BEGIN');
+  });
 });
