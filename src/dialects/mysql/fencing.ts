@@ -41,7 +41,7 @@ export const mysqlFencingStore: FencingStore = {
  *   says names are case-insensitive; the server disagrees. The bytes go in unconverted: through
  *   a utf8mb4 column, mysqljs's emoji name fails (1366). (MariaDB cuts a name at NUL, which
  *   mysqlName never sends.)
- * - MySQL 8 (as read from its source, sql/item_func.cc; no MySQL server runs here) converts the
+ * - MySQL 8 (as read from its source, sql/item_func.cc; not checked against a server) converts the
  *   name to utf8mb3, refusing what does not convert (3057), and lowercases it with
  *   utf8mb3_general_ci's case map before keying the lock by its bytes: case-insensitive, accent-
  *   and space-sensitive.
