@@ -1,12 +1,15 @@
 /**
  * Question 8: what does `fencing: true` add to an uncontended acquire + release on a connection
- * the caller owns? The same lock without fencing is the baseline, the floor is two bare
- * `SELECT 1` round trips. PostgreSQL takes the token in the statement that grants the lock (no
- * extra round trip); MySQL / MariaDB needs one statement more, the counter's increment.
+ * the caller owns? Twice compared, each with the floor (two bare `SELECT 1` round trips): with
+ * the same lock without fencing (the issue's target), and with a careful user's fenced cycle by
+ * hand on the same token stores (named pg statements with `nextval` in the locking one; mysql2's
+ * faster of `query` and `execute` for GET_LOCK, the counter's increment and RELEASE_LOCK).
+ * PostgreSQL takes the token in the statement that grants the lock (no extra round trip); MySQL
+ * / MariaDB needs one statement more, the counter's increment.
  */
 import { compare } from './compare.js';
 import { createLock, type BaseLock } from './library.js';
-import { bareRoundTrips, floorStyles } from './raw.js';
+import { bareRoundTrips, floorStyles, rawFencedContenders } from './raw.js';
 import { benchKey, type BenchContext, type Contender } from './runner.js';
 import { PINNED_KINDS } from './targets.js';
 
@@ -50,6 +53,18 @@ export async function fencing(ctx: BenchContext): Promise<void> {
             },
           ],
           raw: [loop('knex-dlock, fencing: false', plain, take)],
+          floor: floorStyles(pinned).map((style) => bareRoundTrips(pinned, style)),
+          diagnostics: [],
+        });
+        const attempt = way === 'acquire()' ? 'wait' : 'try';
+        await compare(ctx, {
+          question: `${QUESTION}: ${kind.name}, ${way} + release, against fencing by hand`,
+          library: [loop('knex-dlock, fencing: true', fenced, take)],
+          raw: rawFencedContenders(
+            pinned,
+            createLock(target, benchKey('fenced-raw')).actualKey,
+            attempt,
+          ),
           floor: floorStyles(pinned).map((style) => bareRoundTrips(pinned, style)),
           diagnostics: [],
         });

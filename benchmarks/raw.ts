@@ -106,6 +106,59 @@ export function rawContenders(
   ];
 }
 
+/**
+ * Lock, fencing token, unlock, as a careful user writes them with the same token stores as the
+ * library: on pg the token in the locking statement (`nextval` of `knex_dlock_fencing`, named);
+ * on MySQL the counter's increment after `GET_LOCK`, read from the OK packet's insert id.
+ */
+export function rawFencedCycle(
+  pinned: Pinned,
+  key: bigint | string,
+  attempt: 'wait' | 'try',
+  method: MysqlMethod = 'query',
+): Contender {
+  const [lock, unlock] = lockCalls(pinned, key, attempt, method);
+  const calls: DriverCall[] =
+    pinned.database === 'pg'
+      ? [
+          {
+            ...lock,
+            name: `${lock.name!}_fenced`,
+            text: `${lock.text}, nextval('knex_dlock_fencing')`,
+          },
+          unlock,
+        ]
+      : [
+          lock,
+          {
+            method,
+            text:
+              'INSERT INTO knex_dlock_fencing (name, token) VALUES (?, LAST_INSERT_ID(1)) ' +
+              'ON DUPLICATE KEY UPDATE token = LAST_INSERT_ID(token + 1)',
+            values: [key],
+          },
+          unlock,
+        ];
+  const name =
+    pinned.database === 'pg'
+      ? `raw: named ${attempt === 'try' ? 'pg_try_' : 'pg_'}advisory_lock with nextval + unlock`
+      : `raw: mysql2 ${method}, GET_LOCK + counter increment + RELEASE_LOCK`;
+  return loop(name, calls, pinned);
+}
+
+/** {@link rawFencedCycle} as the baselines: pg's named statements, or mysql2's query and execute. */
+export function rawFencedContenders(
+  pinned: Pinned,
+  key: bigint | string,
+  attempt: 'wait' | 'try',
+): Contender[] {
+  if (pinned.database === 'pg') return [rawFencedCycle(pinned, key, attempt)];
+  return [
+    rawFencedCycle(pinned, key, attempt, 'query'),
+    rawFencedCycle(pinned, key, attempt, 'execute'),
+  ];
+}
+
 function lockCalls(
   pinned: Pinned,
   key: bigint | string,

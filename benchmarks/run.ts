@@ -25,7 +25,8 @@
  * - memory: heap per lock object, idle and held.
  * - connections: where the locks of a knex instance run (multiplexed, 'pool', redlock) with 16
  *   workers, and the server connections they take.
- * - fencing (~40 s): acquire + release with `fencing: true` against the same lock without, on a
+ * - fencing (~40 s): acquire + release with `fencing: true` against the same lock without and
+ *   against fencing by hand, on a
  *   pg client and a mysql2 connection.
  *
  * Every ratio pairs the contender with its baseline round by round (both ran back to back in
