@@ -26,8 +26,7 @@
  * - connections: where the locks of a knex instance run (multiplexed, 'pool', redlock) with 16
  *   workers, and the server connections they take.
  * - fencing (~40 s): acquire + release with `fencing: true` against the same lock without and
- *   against fencing by hand, on a
- *   pg client and a mysql2 connection.
+ *   against fencing by hand, on a pg client and a mysql2 connection.
  *
  * Every ratio pairs the contender with its baseline round by round (both ran back to back in
  * the same round, interleaved) and reports the median of those per-round ratios.
