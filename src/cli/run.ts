@@ -107,17 +107,8 @@ async function acquireAndRun(
       log.error(await conflictMessage(db, settings, Date.now() - started));
       return settings.conflictExitCode;
     }
-    const token = settings.fencing ? lock.fencingToken : undefined;
-    if (settings.fencing && token === undefined) {
-      // The library promises a token with every fenced grant; without one the command would
-      // run unfenced while believing otherwise, so it does not run at all.
-      await closeLock(lock, log);
-      log.error(
-        'the lock was granted without a fencing token. The command was not run ' +
-          `(exit code ${EXIT.unavailable}).`,
-      );
-      return EXIT.unavailable;
-    }
+    // A fenced grant always carries its token: the library rejects one it cannot take.
+    const token = lock.fencingToken;
     const withToken = token === undefined ? '' : ` with fencing token ${token}`;
     log.debug(`acquired the lock in ${Date.now() - started} ms${withToken}`);
     try {

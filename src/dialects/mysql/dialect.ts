@@ -90,11 +90,20 @@ export function timeoutSeconds(wait: Wait, flavor: 'mysql' | 'mariadb' | undefin
   return flavor === 'mysql' ? Math.ceil(wait.ms / 1000) : Math.ceil(wait.ms) / 1000;
 }
 
-/** Which server answers, from its handshake version; undefined when the driver did not say. */
+const FLAVOR = Symbol('mysql server flavor');
+
+/**
+ * Which server answers, from its handshake version; undefined when the driver did not say.
+ * Read once per connection: it cannot change after the handshake.
+ */
 export function serverFlavor(session: SqlSession): 'mysql' | 'mariadb' | undefined {
+  const known = session.memo.get(FLAVOR) as 'mysql' | 'mariadb' | undefined;
+  if (known) return known;
   const version = session.serverVersion;
   if (version === undefined) return undefined;
-  return /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+  const flavor = /mariadb/i.test(version) ? 'mariadb' : 'mysql';
+  session.memo.set(FLAVOR, flavor);
+  return flavor;
 }
 
 /**
