@@ -85,7 +85,7 @@ export async function nextMysqlFencingToken(
     // Asked before the increment: written inside the caller's transaction, the counter row
     // would stay locked until it ends, holding up every other grant of the name.
     if (inTransaction) throw notInTransactions();
-    if (inTransaction === undefined) await refuseInTransaction(session, 'DO 0');
+    if (inTransaction === undefined) await runOutsideTransaction(session, 'DO 0');
     try {
       return await increment(session, sql, name);
     } catch (err) {
@@ -112,7 +112,7 @@ export async function nextMysqlFencingToken(
  * Runs `sql` (a statement without a result set) and resolves its insert id; throws
  * FencingUnavailableError when its OK packet says the session is inside a transaction.
  */
-async function refuseInTransaction(
+async function runOutsideTransaction(
   session: SqlSession,
   sql: string,
   params?: unknown[],
@@ -156,7 +156,7 @@ async function createTable(session: SqlSession): Promise<void> {
 async function increment(session: SqlSession, sql: string, name: string): Promise<bigint> {
   let insertId: unknown;
   try {
-    insertId = await refuseInTransaction(session, sql, [name]);
+    insertId = await runOutsideTransaction(session, sql, [name]);
   } catch (err) {
     if ((err as { code?: unknown } | null)?.code !== PRECISION_EXCEEDED) throw err;
   }
