@@ -1,10 +1,14 @@
-import { connectionStrategy } from './connections/registry.js';
+import {
+  connectionStrategy,
+  existingLockConnections as existingLockConnectionsOf,
+} from './connections/registry.js';
 import { checkMode, type LockMode } from './dialects/dialect.js';
 import { dialectModule, type RegisteredLock } from './dialects/registry.js';
 import { detectTarget } from './drivers/detect.js';
 import { InvalidOptionError } from './errors.js';
 import type { LockKey } from './keys.js';
 import type { LockParts } from './lock.js';
+import { lossPolicy } from './loss-policy.js';
 import { checkLockOptions, type LockOptions } from './options.js';
 
 /**
@@ -70,6 +74,18 @@ export function createLock(
   const actualKey = convert
     ? dialect.checkConvertedKey(convert(key))
     : dialect.convertKey(key as LockKey);
+  const connection = options.connection ?? 'multiplexed';
+  const multiplexed = driver.pooled && connection === 'multiplexed';
+  const loss = lossPolicy(
+    dialect,
+    {
+      owned: driver.pooled && connection !== 'pool',
+      multiplexed,
+      target: driver.pooled ? existingLockConnectionsOf(driver)?.settings.lossDetection : undefined,
+    },
+    options.lossDetection,
+    options.keepalive,
+  );
   const parts: LockParts<bigint | string> = {
     strategy: connectionStrategy(driver, options.connection),
     dialect,
@@ -77,7 +93,8 @@ export function createLock(
     actualKey,
     mode,
     onLost: options.onLost,
-    keepalive: options.keepalive,
+    health: loss.health,
+    serverBound: loss.serverBound,
   };
   // Each family's lock class takes the key type its own dialect made.
   return (family.createLock as (parts: LockParts<bigint | string>) => RegisteredLock)(parts);

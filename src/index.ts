@@ -9,6 +9,7 @@ export { BaseLock } from './lock.js';
 export { PostgresLock } from './dialects/postgres/lock.js';
 export { MysqlLock } from './dialects/mysql/lock.js';
 export type { AcquireOptions, LockOptions } from './options.js';
+export type { LossDetection } from './loss-detection.js';
 export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';
 export {

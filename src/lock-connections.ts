@@ -4,6 +4,7 @@ import { detectTarget } from './drivers/detect.js';
 import type { ConnectionSettings, Driver } from './drivers/types.js';
 import { InvalidOptionError } from './errors.js';
 import { describe } from './keys.js';
+import { checkLossDetection, type LossDetection } from './loss-detection.js';
 import { checkOptionNames } from './options.js';
 
 /** Options of {@link configureLockConnections}. */
@@ -23,6 +24,13 @@ export interface LockConnectionOptions {
    * Default: the target's own settings.
    */
   connection?: ConnectionSettings;
+  /**
+   * Bounds on silent faults for the locks on these connections and on `'dedicated'` ones (see
+   * {@link LossDetection}): the holder learns of a loss within `detect` ms, the server frees
+   * the key within `free` ms. `false` turns the health check and the server bound off. Default:
+   * `{ detect: 2_500 }` and the database's `free` (PostgreSQL 12 000, MySQL / MariaDB 31 000).
+   */
+  lossDetection?: LossDetection | false;
 }
 
 /** What {@link lockConnectionStats} reports for a target. */
@@ -37,7 +45,7 @@ export interface LockConnectionStats {
   readonly queued: number;
 }
 
-const OPTION_NAMES = new Set(['max', 'idleTimeout', 'connection']);
+const OPTION_NAMES = new Set(['max', 'idleTimeout', 'connection', 'lossDetection']);
 
 function pooledDriver(target: LockTarget, where: string): Driver {
   const driver = detectTarget(target);
@@ -68,7 +76,8 @@ export function configureLockConnections(target: LockTarget, options: LockConnec
     );
   }
   checkOptionNames(options, OPTION_NAMES, 'configureLockConnections');
-  const { max, idleTimeout, connection } = options;
+  const { max, idleTimeout, connection, lossDetection } = options;
+  checkLossDetection(lossDetection);
   if (max !== undefined && !(Number.isInteger(max) && max >= 1)) {
     throw new InvalidOptionError(
       `Option "max" must be an integer of at least 1, got ${describe(max)}.`,
@@ -94,6 +103,7 @@ export function configureLockConnections(target: LockTarget, options: LockConnec
     max: max ?? current.max,
     idleTimeout: idleTimeout ?? current.idleTimeout,
     connection: connection ?? current.connection,
+    lossDetection: lossDetection ?? current.lossDetection,
   };
 }
 

@@ -49,3 +49,11 @@ export function lost(key: string, cause: unknown): LockLostError {
     { cause },
   );
 }
+
+/** Why a lock whose process stalled past the server's session limit counts as lost. */
+export function stalled(): Error {
+  return new Error(
+    'This process stalled for longer than the server keeps a silent session (MySQL / MariaDB ' +
+      'wait_timeout), so the server may have ended the session and freed the lock.',
+  );
+}

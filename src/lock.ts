@@ -4,6 +4,7 @@ import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
 import { databaseError, DlockError, type LockLostError } from './errors.js';
 import * as lockMessages from './lock-messages.js';
 import { scopeOf, type LockScope } from './lock-scope.js';
+import type { HealthSchedule } from './loss-detection.js';
 import { parseWait, type AcquireOptions } from './options.js';
 import { holdStarted, traceAcquire, traceLoss, traceRelease } from './trace.js';
 
@@ -17,8 +18,10 @@ export interface LockParts<Key> {
   readonly actualKey: Key;
   readonly mode: LockMode;
   readonly onLost?: ((error: LockLostError) => void) | undefined;
-  /** Milliseconds between keepalive checks while held; undefined for none. */
-  readonly keepalive?: number | undefined;
+  /** How the connection is checked while the lock is held; undefined for no checks. */
+  readonly health?: HealthSchedule | undefined;
+  /** The server's bound on a silent peer (ms) to set on the session; undefined for none. */
+  readonly serverBound?: number | undefined;
 }
 
 /**
@@ -39,7 +42,8 @@ export abstract class BaseLock<
   readonly #mode: LockMode;
   readonly #scope: LockScope;
   readonly #onLost: ((error: LockLostError) => void) | undefined;
-  readonly #keepalive: number | undefined;
+  readonly #health: HealthSchedule | undefined;
+  readonly #serverBound: number | undefined;
   #state: State = 'idle';
   #hold: Hold | undefined;
   #detach: (() => void)[] = [];
@@ -60,7 +64,8 @@ export abstract class BaseLock<
     this.#mode = parts.mode;
     this.#scope = scopeOf(parts.mode);
     this.#onLost = parts.onLost;
-    this.#keepalive = parts.keepalive;
+    this.#health = parts.health;
+    this.#serverBound = parts.serverBound;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
   }
@@ -154,7 +159,8 @@ export abstract class BaseLock<
         mode: this.#mode,
         wait,
         signal,
-        keepalive: this.#keepalive,
+        health: this.#health,
+        serverBound: this.#serverBound,
         owner: this,
       });
     } catch (err) {
@@ -253,9 +259,15 @@ export abstract class BaseLock<
   /** The state, after noticing that a transaction-level lock's transaction has ended. */
   #current(): State {
     const hold = this.#hold;
-    if (this.#state === 'held' && hold && this.#scope.ended(hold)) {
-      this.#finish();
-      hold.forget();
+    if (this.#state === 'held' && hold) {
+      if (this.#scope.ended(hold)) {
+        this.#finish();
+        hold.forget();
+      } else if (hold.stale?.()) {
+        // Stalled past the server's limit: the session may be gone, so the lock counts as lost
+        // before anything can report it held or released.
+        this.#markLost(lockMessages.stalled());
+      }
     }
     return this.#state;
   }

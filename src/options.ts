@@ -2,6 +2,7 @@ import type { ConnectionMode } from './connections/registry.js';
 import type { Wait } from './dialects/dialect.js';
 import { InvalidOptionError, type LockLostError } from './errors.js';
 import { describe, type LockKey } from './keys.js';
+import { checkLossDetection, type LossDetection } from './loss-detection.js';
 
 /** Options of {@link BaseLock.acquire}. */
 export interface AcquireOptions {
@@ -43,11 +44,23 @@ export interface LockOptions<K = LockKey> {
   /** Called once, with an `ERR_DLOCK_LOST` error, if the held lock's connection dies. */
   onLost?: (error: LockLostError) => void;
   /**
-   * While the lock is held, check every `keepalive` milliseconds that its connection still
-   * answers; no answer within that time counts as a lost lock. Catches silent network
-   * partitions, which send no error or close event. Default: off (no queries while holding).
+   * Bounds on a silent fault (a partition, a host that vanished): the holder declares the lock
+   * lost within `detect` ms, and the server frees the key within `free` ms of the holder's last
+   * answered health check, never before the holder knows. On by default on connections of the
+   * library's own (pool targets' `'multiplexed'` and `'dedicated'` connections); for a
+   * multiplexed lock `free` is set for all of them with `configureLockConnections`. On a
+   * caller's connection (`pg.Client`, a knex transaction, `connection: 'pool'`) off unless
+   * given: `{}` takes the defaults, and then sets the server bound on that connection's session
+   * (PostgreSQL TCP settings, MySQL `wait_timeout`). `false` turns it off.
    */
-  keepalive?: number;
+  lossDetection?: LossDetection | false;
+  /**
+   * The health check's period in milliseconds, instead of the one `lossDetection.detect`
+   * chooses: a ping every `keepalive` ms, each given as long to answer. `false` sends no health
+   * checks (on MySQL / MariaDB it then also leaves `wait_timeout` alone, which a quiet healthy
+   * holder would outlive). Default: from `lossDetection`.
+   */
+  keepalive?: number | false;
   /**
    * PostgreSQL: prepare the lock statements once per connection (the default, `true`), so that
    * each operation costs the server no parse and plan. `false` sends them unprepared, for
@@ -78,6 +91,7 @@ const LOCK_OPTION_NAMES = new Set([
   'connection',
   'onLost',
   'keepalive',
+  'lossDetection',
   'preparedStatements',
   'fencing',
 ]);
@@ -112,13 +126,15 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.onLost, 'function', 'onLost');
   checkType(options.preparedStatements, 'boolean', 'preparedStatements');
   checkType(options.fencing, 'boolean', 'fencing');
+  checkLossDetection(options.lossDetection);
   const keepalive: unknown = options.keepalive;
   if (
     keepalive !== undefined &&
+    keepalive !== false &&
     (typeof keepalive !== 'number' || !(keepalive >= 10) || keepalive > MAX_TIMEOUT_MS)
   ) {
     throw new InvalidOptionError(
-      `Option "keepalive" must be a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
+      `Option "keepalive" must be false or a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
     );
   }
   if (options.connection !== undefined && !CONNECTION_MODES.includes(options.connection)) {

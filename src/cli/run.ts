@@ -82,6 +82,8 @@ async function acquireAndRun(
     const lock = createLock(db.target, settings.key, {
       shared: settings.shared,
       fencing: settings.fencing,
+      // The command's connection is the tool's own: bounded against silent faults by default.
+      lossDetection: {},
       ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),
     });
     log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);

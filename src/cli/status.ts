@@ -57,6 +57,11 @@ function formatReport(report: StatusReport): string {
   return `${what}: held by ${count} session${count === 1 ? '' : 's'}\n${lines.join('\n')}\n`;
 }
 
+/** An idle time for people: milliseconds under a second, else seconds with one decimal. */
+function formatIdle(ms: number): string {
+  return ms < 1_000 ? `${Math.round(ms)} ms` : `${(ms / 1_000).toFixed(1)} s`;
+}
+
 /** One line per holder, fields the database hid left out. */
 function describeHolder(holder: LockHolder): string {
   const parts: string[] = [
@@ -72,6 +77,7 @@ function describeHolder(holder: LockHolder): string {
     const since = holder.stateSince ? ` since ${holder.stateSince.toISOString()}` : '';
     parts.push(`${holder.state}${since}`);
   }
+  if (holder.idleFor !== null) parts.push(`idle ${formatIdle(holder.idleFor)}`);
   return parts.join('  ');
 }
 

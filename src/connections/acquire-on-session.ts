@@ -1,5 +1,5 @@
 import type { SqlSession } from '../drivers/types.js';
-import type { Grant, LockMode } from '../dialects/dialect.js';
+import type { Dialect, Grant, LockMode } from '../dialects/dialect.js';
 import {
   databaseError,
   DlockError,
@@ -8,6 +8,7 @@ import {
   LockTableFullError,
 } from '../errors.js';
 import { traceServerWait } from '../trace.js';
+import { boundSession } from './server-bound.js';
 import type { LockRequest } from './strategy.js';
 
 /** How one acquire on one session ended; `clean` says the session surely holds nothing of it. */
@@ -45,6 +46,9 @@ export async function acquireOnSession<Key>(
   }
   let grant: Grant | false;
   try {
+    if (request.serverBound !== undefined) {
+      await boundSession(session, dialect as Dialect<unknown>, request.serverBound);
+    }
     grant = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
   } catch (err) {
     await cancelling;

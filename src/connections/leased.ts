@@ -1,8 +1,10 @@
+import type { Dialect } from '../dialects/dialect.js';
 import type { ConnectionLease } from '../drivers/types.js';
 import { databaseError, DlockError, InvalidOptionError, PoolTimeoutError } from '../errors.js';
 import { acquireOnSession } from './acquire-on-session.js';
 import { waitOrGiveUp } from './give-up.js';
-import { startKeepalive } from './keepalive.js';
+import { HealthCheck } from './keepalive.js';
+import { stallLimitOf } from './server-bound.js';
 import {
   deadlineOf,
   heldLockOf,
@@ -79,6 +81,7 @@ class LeasedHold<Key> implements Hold {
   readonly onTransactionEnding?: (onEnding: () => void) => () => void;
   /** Kept instead of the request, which would keep its signal alive. */
   readonly lock: HeldLock<Key>;
+  #health: HealthCheck | undefined;
 
   constructor(
     readonly lease: ConnectionLease,
@@ -119,16 +122,24 @@ class LeasedHold<Key> implements Hold {
 
   watch(onLost: (cause: unknown) => void): () => void {
     const unwatch = this.lease.watch(onLost);
-    const every = this.lock.keepalive;
-    if (every === undefined) return unwatch;
-    const stopKeepalive = startKeepalive(
-      () => this.lock.dialect.ping(this.lease.session),
-      every,
+    const { health, dialect } = this.lock;
+    if (health === undefined) return unwatch;
+    const session = this.lease.session;
+    const check = new HealthCheck(
+      () => dialect.ping(session),
+      health,
+      stallLimitOf(session, dialect as Dialect<unknown>),
       onLost,
     );
+    this.#health = check;
     return () => {
       unwatch();
-      stopKeepalive();
+      check.stop();
+      this.#health = undefined;
     };
+  }
+
+  stale(): boolean {
+    return this.#health?.stale() ?? false;
   }
 }

@@ -1,5 +1,6 @@
 import type { ConnectionSettings, Driver } from '../drivers/types.js';
 import { databaseError } from '../errors.js';
+import type { LossDetection } from '../loss-detection.js';
 import { traceConnection } from '../trace.js';
 import { waitOrGiveUp } from './give-up.js';
 import { LockConnection, type LockConnectionOwner, type SharedHold } from './lock-connection.js';
@@ -10,6 +11,8 @@ export interface LockConnectionSettings {
   readonly max: number;
   readonly idleTimeout: number;
   readonly connection: ConnectionSettings | undefined;
+  /** Bounds on silent faults for the locks on them; undefined for the defaults. */
+  readonly lossDetection: LossDetection | false | undefined;
 }
 
 /** What a connection is reserved for: a try (shares the connection) or a blocking wait (does not). */

@@ -1,6 +1,9 @@
+import type { Dialect } from '../dialects/dialect.js';
 import type { ConnectionLease, SqlSession } from '../drivers/types.js';
+import type { HealthSchedule } from '../loss-detection.js';
 import { Counts } from './counts.js';
-import { startKeepalive } from './keepalive.js';
+import { HealthCheck } from './keepalive.js';
+import { stallLimitOf } from './server-bound.js';
 import type { HeldLock, Hold, ReleaseOutcome } from './strategy.js';
 
 /** What a lock connection tells the pool of lock connections it belongs to. */
@@ -15,8 +18,8 @@ export interface LockConnectionOwner {
 
 /**
  * One connection of the library's own that many locks share: what it holds, how many
- * statements run on it, whether a blocking wait occupies it. It is checked by keepalive while a
- * hold asks for it.
+ * statements run on it, whether a blocking wait occupies it. One health check per connection runs
+ * while a hold asks for it, at the shortest period any of them asked for.
  */
 export class LockConnection {
   readonly holds = new Set<SharedHold>();
@@ -30,12 +33,11 @@ export class LockConnection {
   readonly #keys = new Counts<string>();
   /** Keys an acquire statement runs for right now: a second one must not stack on it. */
   readonly #attempts = new Counts<string>();
-  /** How many holds ask for each keepalive period. */
-  readonly #keepalives = new Counts<number>();
-  #keepaliveEvery: number | undefined;
-  #stopKeepalive: (() => void) | undefined;
-  /** How its holds' dialect pings it. */
-  #ping: (() => Promise<void>) | undefined;
+  /** How many holds ask for each health check schedule. */
+  readonly #schedules = new Counts<HealthSchedule>();
+  #health: HealthCheck | undefined;
+  /** The dialect of its holds, which pings it. */
+  #dialect: Dialect<unknown> | undefined;
 
   constructor(
     readonly lease: ConnectionLease,
@@ -80,49 +82,74 @@ export class LockConnection {
 
   end(): void {
     this.#running -= 1;
+    this.#health?.heard();
     this.owner.changed(this);
   }
 
   add(hold: SharedHold): void {
     this.holds.add(hold);
     this.#keys.add(hold.id);
-    const { keepalive } = hold.lock;
-    if (keepalive !== undefined) {
-      const { dialect } = hold.lock;
-      this.#ping ??= () => dialect.ping(this.session);
-      this.#keepalives.add(keepalive);
-      this.#updateKeepalive();
+    const { health } = hold.lock;
+    if (health !== undefined) {
+      this.#dialect ??= hold.lock.dialect as Dialect<unknown>;
+      this.#schedules.add(health);
+      if (!this.#covers(health)) this.#updateHealthCheck();
     }
   }
 
   remove(hold: SharedHold): void {
     if (!this.holds.delete(hold)) return;
     this.#keys.remove(hold.id);
-    const { keepalive } = hold.lock;
-    if (keepalive !== undefined) {
-      this.#keepalives.remove(keepalive);
-      this.#updateKeepalive();
+    const { health } = hold.lock;
+    if (health !== undefined) {
+      this.#schedules.remove(health);
+      if (!this.#schedules.has(health)) this.#updateHealthCheck();
     }
+  }
+
+  /** Whether the server may have ended the session while this process was stalled. */
+  stale(): boolean {
+    return this.#health?.stale() ?? false;
   }
 
   /** Marks it closed and stops its timers; the owner closes the lease. */
   close(): void {
     this.closed = true;
     clearTimeout(this.idleTimer);
-    this.#stopKeepalive?.();
+    this.#health?.stop();
   }
 
-  /** One keepalive per connection, at the shortest period any of its holds asked for. */
-  #updateKeepalive(): void {
-    const every = this.#keepalives.size > 0 ? Math.min(...this.#keepalives.keys()) : undefined;
-    if (every === this.#keepaliveEvery || this.closed) return;
-    this.#stopKeepalive?.();
-    this.#keepaliveEvery = every;
-    const ping = this.#ping;
-    this.#stopKeepalive =
-      every === undefined || !ping
-        ? undefined
-        : startKeepalive(ping, every, (cause) => this.owner.failed(this, cause));
+  /** Whether the running check is at least as strict as `schedule`. */
+  #covers(schedule: HealthSchedule): boolean {
+    const running = this.#health?.schedule;
+    return (
+      running !== undefined &&
+      running.interval <= schedule.interval &&
+      running.deadline <= schedule.deadline
+    );
+  }
+
+  /** One health check per connection, as strict as the strictest schedule of its holds. */
+  #updateHealthCheck(): void {
+    let interval = Infinity;
+    let deadline = Infinity;
+    for (const schedule of this.#schedules.keys()) {
+      interval = Math.min(interval, schedule.interval);
+      deadline = Math.min(deadline, schedule.deadline);
+    }
+    const running = this.#health?.schedule;
+    if (running?.interval === interval && running.deadline === deadline) return;
+    this.#health?.stop();
+    this.#health = undefined;
+    const dialect = this.#dialect;
+    if (interval === Infinity || !dialect || this.closed) return;
+    const session = this.session;
+    this.#health = new HealthCheck(
+      () => dialect.ping(session),
+      { interval, deadline },
+      stallLimitOf(session, dialect),
+      (cause) => this.owner.failed(this, cause),
+    );
   }
 }
 
@@ -163,6 +190,10 @@ export class SharedHold<Key = unknown> implements Hold {
     this.#remove();
     connection.end();
     return released ? 'released' : 'not-held';
+  }
+
+  stale(): boolean {
+    return this.connection.stale();
   }
 
   forget(): void {

@@ -10,6 +10,7 @@ export const DEFAULT_LOCK_CONNECTION_SETTINGS: LockConnectionSettings = {
   max: 8,
   idleTimeout: 5_000,
   connection: undefined,
+  lossDetection: undefined,
 };
 
 /** The lock connections of each pooled target, kept against the target's settings object. */

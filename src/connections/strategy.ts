@@ -5,6 +5,7 @@
  */
 import type { Dialect, LockMode, Wait } from '../dialects/dialect.js';
 import type { SqlSession } from '../drivers/types.js';
+import type { HealthSchedule } from '../loss-detection.js';
 import type { StopSignal } from './stop.js';
 
 /** One acquire, as a lock asks its connection strategy for it. */
@@ -20,8 +21,13 @@ export interface LockRequest<Key> {
    * its reason and holds nothing.
    */
   readonly signal: StopSignal;
-  /** Milliseconds between keepalive checks while held; undefined for none. */
-  readonly keepalive: number | undefined;
+  /** How the connection is checked while the lock is held; undefined for no checks. */
+  readonly health: HealthSchedule | undefined;
+  /**
+   * The server's bound on a silent peer (`free`, ms) to set on the session before its first
+   * lock; undefined to leave the session's settings as they are.
+   */
+  readonly serverBound: number | undefined;
   /** The lock object. A shared connection frees a hold whose owner was garbage-collected. */
   readonly owner: object;
 }
@@ -30,14 +36,11 @@ export interface LockRequest<Key> {
  * What a hold keeps of its request: what releasing it needs, and nothing that would keep the
  * lock object or its signal alive.
  */
-export type HeldLock<Key> = Pick<
-  LockRequest<Key>,
-  'dialect' | 'key' | 'label' | 'mode' | 'keepalive'
->;
+export type HeldLock<Key> = Pick<LockRequest<Key>, 'dialect' | 'key' | 'label' | 'mode' | 'health'>;
 
 export function heldLockOf<Key>(request: LockRequest<Key>): HeldLock<Key> {
-  const { dialect, key, label, mode, keepalive } = request;
-  return { dialect, key, label, mode, keepalive };
+  const { dialect, key, label, mode, health } = request;
+  return { dialect, key, label, mode, health };
 }
 
 /** How a release ended. */
@@ -64,11 +67,16 @@ export interface Hold {
   /** The lock was lost: close its connection where the library may. */
   discard(): void;
   /**
-   * Calls `onLost` once if the connection fails, ends or stops answering keepalive checks;
+   * Calls `onLost` once if the connection fails, ends or stops answering health checks;
    * returns the unsubscribe function. A shared connection keeps `onLost` only weakly, so that a
    * lock object that is dropped can be collected: the caller keeps it alive.
    */
   watch(onLost: (cause: unknown) => void): () => void;
+  /**
+   * Whether the holder went so long without a health check answer that the server may have
+   * ended its session (a stalled process); the lock then counts as lost at once.
+   */
+  stale?(): boolean;
   /** As {@link ConnectionLease.onTransactionEnding}, for a hold inside a transaction. */
   onTransactionEnding?(onEnding: () => void): () => void;
 }

@@ -48,6 +48,27 @@ export interface FencingStore {
 }
 
 /**
+ * How a family's server drops the session of a peer that went silent (a partition, a host that
+ * vanished), so that a dead holder's locks are freed within `free` milliseconds of its last
+ * answered health check rather than after hours of server defaults.
+ */
+export interface ServerBounds {
+  /** The default `free`, in milliseconds. */
+  readonly defaultFree: number;
+  /** The soonest, in milliseconds after the holder's last answered check, the server may drop it. */
+  soonest(free: number): number;
+  /**
+   * How long a holder that is stalled but still connected (a blocked event loop, SIGSTOP) keeps
+   * its session, in milliseconds; undefined when its kernel's TCP answers keep it for ever.
+   */
+  stallLimit(free: number): number | undefined;
+  /** Whether a healthy holder that sends nothing would lose its session: then it must ping. */
+  readonly needsHealthCheck: boolean;
+  /** Sets `session`'s bounds for `free`, in one round trip. */
+  apply(session: SqlSession, free: number): Promise<void>;
+}
+
+/**
  * One database family: its SQL, key conversion, inspection, capabilities, cancel and ping, and
  * the meaning of its error codes. A dialect runs statements through a {@link SqlSession} and
  * knows no driver; what it remembers of a connection lives in `session.memo`.
@@ -84,8 +105,10 @@ export interface Dialect<Key> {
    * Resolves once the request was delivered; the running statement then fails or returns early.
    */
   cancel(session: SqlSession): Promise<void>;
-  /** Resolves when the server answers a no-op on `session` (for keepalive checks). */
+  /** Resolves when the server answers a no-op on `session` (for health checks). */
   ping(session: SqlSession): Promise<void>;
+  /** How the server can be made to drop a silent peer's session, and its locks, in time. */
+  readonly serverBounds: ServerBounds;
   readonly fencingStore: FencingStore;
   /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
   holders(session: SqlSession, key: Key): Promise<LockHolder[]>;

@@ -33,6 +33,13 @@ export interface LockHolder {
    * `knex-dlock run` does, this is about when the lock was granted.
    */
   readonly stateSince: Date | null;
+  /**
+   * How long, in milliseconds, the session has sent the server nothing (PostgreSQL `idle` or
+   * `idle in transaction`, MySQL `Sleep`); null while it runs a statement. A holder whose
+   * health check runs stays under about a second; a large value on a held key is a stranded
+   * holder, which the server drops after its bound on silent sessions.
+   */
+  readonly idleFor: number | null;
 }
 
 /** How one database family reports the holders of a lock key. Knows SQL, no driver. */

@@ -11,6 +11,7 @@ import {
 } from '../dialect.js';
 import { mysqlFencingStore, nextMysqlFencingToken } from './fencing.js';
 import { mysqlInspection } from './inspect.js';
+import { mysqlServerBounds } from './server-bounds.js';
 import { getLockErrorOutcome, getLockValueOutcome, type GetLockOutcome } from './outcomes.js';
 
 /** MySQL's limit on lock names, in characters. */
@@ -201,6 +202,8 @@ export const mysqlDialect: Dialect<string> = {
   async ping(session) {
     await (session.ping ? session.ping() : session.query('SELECT 1'));
   },
+
+  serverBounds: mysqlServerBounds,
 
   fencingStore: mysqlFencingStore,
 

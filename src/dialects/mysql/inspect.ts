@@ -25,6 +25,8 @@ function toHolder(row: Row, now: number): LockHolder {
     state: textOrNull(row.command),
     // TIME counts seconds in the current state; subtracting here avoids server time zones.
     stateSince: seconds === null ? null : new Date(now - seconds * 1_000),
+    // PROCESSLIST counts whole seconds (MariaDB's TIME_MS is missing on MySQL).
+    idleFor: row.command === 'Sleep' && seconds !== null ? seconds * 1_000 : null,
   };
 }
 

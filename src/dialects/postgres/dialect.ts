@@ -12,6 +12,7 @@ import {
 } from '../dialect.js';
 import { grantOf, postgresFencingStore } from './fencing.js';
 import { postgresInspection } from './inspect.js';
+import { postgresServerBounds } from './server-bounds.js';
 import {
   failedWaitCleanupSql,
   lockStatement,
@@ -210,8 +211,11 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
     cancel: (session) => cancelFromElsewhere(session, 'SELECT pg_cancel_backend($1)'),
 
     async ping(session) {
-      await session.query('SELECT 1');
+      // An empty query: the server answers without parsing or planning anything.
+      await session.query('');
     },
+
+    serverBounds: postgresServerBounds,
 
     fencingStore: postgresFencingStore,
 

@@ -10,7 +10,10 @@ import { numberOrNull, textOrNull, type Inspection, type LockHolder } from '../i
 const HOLDERS_SQL = `
   SELECT l.pid, l.mode, a.usename, a.datname, a.application_name,
          host(a.client_addr) AS client_host, a.client_port, a.backend_start, a.state,
-         a.state_change
+         a.state_change,
+         CASE WHEN a.state LIKE 'idle%'
+              THEN EXTRACT(EPOCH FROM clock_timestamp() - a.state_change)::float8 * 1000
+         END AS idle_ms
     FROM pg_locks l
     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
@@ -33,6 +36,11 @@ function dateOrNull(value: unknown): Date | null {
   return null;
 }
 
+function idleMs(value: unknown): number | null {
+  const ms = numberOrNull(value);
+  return ms === null ? null : Math.max(0, Math.round(ms));
+}
+
 function toHolder(row: Row): LockHolder {
   return {
     mode: row.mode === 'ShareLock' ? 'shared' : 'exclusive',
@@ -44,6 +52,7 @@ function toHolder(row: Row): LockHolder {
     connectedAt: dateOrNull(row.backend_start),
     state: textOrNull(row.state),
     stateSince: dateOrNull(row.state_change),
+    idleFor: idleMs(row.idle_ms),
   };
 }
 

@@ -1,0 +1,41 @@
+import type { ServerBounds } from '../dialect.js';
+
+/**
+ * PostgreSQL drops a silent peer through the TCP settings of its session, which any user may set
+ * (context `user`). `tcp_user_timeout` ends the connection once the peer has acknowledged
+ * nothing for that long; keepalive probes from the first idle second on make sure there is
+ * something to acknowledge, so an idle session is covered as well as one with an answer in
+ * flight. A holder that is stalled but connected keeps its lock: its kernel still acknowledges.
+ * `client_connection_check_interval` makes a backend that is waiting for a lock notice its peer
+ * is gone and leave the queue.
+ */
+const KEEPALIVE_IDLE_S = 1;
+const KEEPALIVE_INTERVAL_S = 1;
+/** The kernel aborts at the first keepalive tick past the user timeout: up to one interval late. */
+const TICK_MS = KEEPALIVE_INTERVAL_S * 1_000;
+
+const BOUNDS_SQL =
+  "SELECT set_config('tcp_user_timeout', $1, false), " +
+  "set_config('tcp_keepalives_idle', $2, false), " +
+  "set_config('tcp_keepalives_interval', $3, false), " +
+  "set_config('tcp_keepalives_count', $4, false), " +
+  "set_config('client_connection_check_interval', $5, false)";
+
+export const postgresServerBounds: ServerBounds = {
+  defaultFree: 12_000,
+  soonest: (free) => free - TICK_MS,
+  stallLimit: () => undefined,
+  needsHealthCheck: false,
+  async apply(session, free) {
+    const userTimeout = free - TICK_MS;
+    // Where the kernel has no TCP_USER_TIMEOUT, the probe count alone ends the session in time.
+    const count = Math.max(1, Math.floor(userTimeout / TICK_MS) - KEEPALIVE_IDLE_S);
+    await session.query(BOUNDS_SQL, [
+      String(Math.round(userTimeout)),
+      String(KEEPALIVE_IDLE_S),
+      String(KEEPALIVE_INTERVAL_S),
+      String(count),
+      String(TICK_MS),
+    ]);
+  },
+};
