@@ -168,7 +168,7 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
     .addOption(
       new Option(
         '--keepalive <duration>',
-        'while the command runs, check this often that the lock connection answers',
+        'check the lock connection this often while the command runs (default: once a second, a silent connection counts as lost within 2.5 s)',
       ).argParser(duration),
     )
     .option(
