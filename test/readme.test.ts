@@ -1,7 +1,7 @@
 /**
  * A first run as the README describes it: "Install" names the packages it needs, each TypeScript
  * snippet of "Quick start" runs as copied (its import of 'knex-dlock' pointed at the sources)
- * against the test database, prints what it should and exits by itself, and `npm run example`
+ * against the test database its `<!-- run -->` marker names, prints what it should and exits by itself, and `npm run example`
  * exits too.
  */
 import { expect } from 'chai';
@@ -11,6 +11,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PostgresLock } from '../src/index.js';
 import { databaseUrls } from './support/databases.js';
+import { isTypeScript, parsePage, runsOn } from './support/markdown.js';
 import { killStarted, startNodeScript, type Started } from './support/processes.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -26,6 +27,8 @@ const EXIT_AFTER_OUTPUT_MS = 2_500;
 const QUICK_START_OUTPUT = [
   'building the report\n',
   `report built under lock ${PostgresLock.convert('nightly-report')}\n`,
+  'pg: holding the lock\n',
+  'mysql2: held the named lock nightly-report\n',
 ];
 
 /** The bodies of the fenced `lang` blocks in the README section under `## heading`. */
@@ -97,15 +100,19 @@ describe('README first run', function () {
   });
 
   it('every "Quick start" snippet runs against the database, prints its result and exits', async () => {
-    const snippets = fencedBlocks('Quick start', 'ts');
-    expect(snippets, 'a new snippet needs its output in QUICK_START_OUTPUT').to.have.length(
+    const blocks = parsePage('README.md').blocks.filter(
+      (block) => block.section === 'Quick start' && isTypeScript(block),
+    );
+    expect(blocks, 'a new snippet needs its output in QUICK_START_OUTPUT').to.have.length(
       QUICK_START_OUTPUT.length,
     );
     const source = pathToFileURL(join(ROOT, 'src/index.ts')).href;
-    const { pg } = await databaseUrls();
-    for (const [index, snippet] of snippets.entries()) {
+    const urls = await databaseUrls();
+    for (const [index, { body: snippet, ...block }] of blocks.entries()) {
+      const database = runsOn({ body: snippet, ...block });
+      expect(database, `quick-start snippet ${index + 1} is marked <!-- run -->`).to.be.a('string');
       const file = writeSnippet(dir, index, snippet, source);
-      const run = startNodeScript(file, [], { DATABASE_URL: pg });
+      const run = startNodeScript(file, [], { DATABASE_URL: urls[database!] });
       let printedAt = Date.now();
       run.child.stdout.on('data', () => (printedAt = Date.now()));
       const code = await exitOf(run);
