@@ -1,11 +1,12 @@
-import { connectionStrategy } from './connections/registry.js';
-import { checkMode, type LockMode } from './dialects/dialect.js';
-import { dialectModule, type RegisteredLock } from './dialects/registry.js';
-import { detectTarget } from './drivers/detect.js';
-import { InvalidOptionError } from './errors.js';
-import type { LockKey } from './keys.js';
-import type { LockParts } from './lock.js';
-import { checkLockOptions, type LockOptions } from './options.js';
+import { connectionStrategy } from '../connections/registry.js';
+import { checkMode, type LockMode } from '../dialects/dialect.js';
+import { dialectModule } from '../dialects/registry.js';
+import { detectTarget } from '../drivers/detect.js';
+import { InvalidOptionError } from '../errors.js';
+import type { LockKey } from '../keys.js';
+import type { LockParts } from '../lock/base-lock.js';
+import { checkLockOptions, type LockOptions } from '../lock/options.js';
+import { createRegisteredLock, type RegisteredLock } from '../locks/registry.js';
 
 /**
  * What `createLock` accepts as a target: a knex instance or transaction, a pg `Client`,
@@ -79,6 +80,5 @@ export function createLock(
     onLost: options.onLost,
     keepalive: options.keepalive,
   };
-  // Each family's lock class takes the key type its own dialect made.
-  return (family.createLock as (parts: LockParts<bigint | string>) => RegisteredLock)(parts);
+  return createRegisteredLock(driver.dialect, parts);
 }

@@ -1,7 +1,7 @@
 import type { LockTarget } from './create-lock.js';
-import { dialectModule } from './dialects/registry.js';
-import { detectTarget } from './drivers/detect.js';
-import { FencingUnavailableError } from './errors.js';
+import { dialectModule } from '../dialects/registry.js';
+import { detectTarget } from '../drivers/detect.js';
+import { FencingUnavailableError } from '../errors.js';
 import { onOneConnection } from './on-one-connection.js';
 
 /**

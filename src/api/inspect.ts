@@ -1,14 +1,14 @@
 import type { LockTarget } from './create-lock.js';
-import type { Dialect } from './dialects/dialect.js';
-import type { LockHolder } from './dialects/inspection.js';
-import { dialectModule } from './dialects/registry.js';
-import { detectTarget } from './drivers/detect.js';
-import { InvalidOptionError } from './errors.js';
-import type { LockKey } from './keys.js';
+import type { Dialect } from '../dialects/dialect.js';
+import type { LockHolder } from '../dialects/inspection.js';
+import { dialectModule } from '../dialects/registry.js';
+import { detectTarget } from '../drivers/detect.js';
+import { InvalidOptionError } from '../errors.js';
+import type { LockKey } from '../keys.js';
 import { onOneConnection } from './on-one-connection.js';
-import { checkOptionNames } from './options.js';
+import { checkOptionNames } from '../lock/options.js';
 
-export type { LockHolder } from './dialects/inspection.js';
+export type { LockHolder } from '../dialects/inspection.js';
 
 /** What {@link inspectLock} found. */
 export interface LockInspection {

@@ -1,10 +1,10 @@
-import { lockConnectionsOf } from './connections/registry.js';
+import { lockConnectionsOf } from '../connections/registry.js';
 import type { LockTarget } from './create-lock.js';
-import { detectTarget } from './drivers/detect.js';
-import type { ConnectionSettings, Driver } from './drivers/types.js';
-import { InvalidOptionError } from './errors.js';
-import { describe } from './keys.js';
-import { checkOptionNames } from './options.js';
+import { detectTarget } from '../drivers/detect.js';
+import type { ConnectionSettings, Driver } from '../drivers/types.js';
+import { InvalidOptionError } from '../errors.js';
+import { describe } from '../keys.js';
+import { checkOptionNames } from '../lock/options.js';
 
 /** Options of {@link configureLockConnections}. */
 export interface LockConnectionOptions {

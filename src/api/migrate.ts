@@ -1,8 +1,8 @@
 import type { LockTarget } from './create-lock.js';
-import { InvalidOptionError, type LockLostError } from './errors.js';
-import type { LockKey } from './keys.js';
-import type { BaseLock } from './lock.js';
-import { checkOptionNames } from './options.js';
+import { InvalidOptionError, type LockLostError } from '../errors.js';
+import type { LockKey } from '../keys.js';
+import type { BaseLock } from '../lock/base-lock.js';
+import { checkOptionNames } from '../lock/options.js';
 import { withLock } from './with-lock.js';
 
 /**

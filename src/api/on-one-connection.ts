@@ -1,5 +1,5 @@
-import type { Driver, SqlSession } from './drivers/types.js';
-import { databaseError, DlockError } from './errors.js';
+import type { Driver, SqlSession } from '../drivers/types.js';
+import { databaseError, DlockError } from '../errors.js';
 
 /**
  * Runs `action` on one connection of `driver`'s target (a pooled one is borrowed, then given

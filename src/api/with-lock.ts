@@ -1,8 +1,13 @@
-import type { LockKey } from './keys.js';
+import type { LockKey } from '../keys.js';
 import { createLock, type LockTarget } from './create-lock.js';
-import { LockLostError, LockTimeoutError } from './errors.js';
-import type { BaseLock } from './lock.js';
-import { checkSignal, checkTimeout, type AcquireOptions, type LockOptions } from './options.js';
+import { LockLostError, LockTimeoutError } from '../errors.js';
+import type { BaseLock } from '../lock/base-lock.js';
+import {
+  checkSignal,
+  checkTimeout,
+  type AcquireOptions,
+  type LockOptions,
+} from '../lock/options.js';
 
 /** Options of {@link withLock}: the lock's options and acquire's, together. */
 export type WithLockOptions = LockOptions & AcquireOptions;

@@ -1,11 +1,11 @@
-import { Stop } from './connections/stop.js';
-import type { ConnectionStrategy, Hold, ReleaseOutcome } from './connections/strategy.js';
-import type { Dialect, LockMode, Wait } from './dialects/dialect.js';
-import { databaseError, DlockError, type LockLostError } from './errors.js';
-import * as lockMessages from './lock-messages.js';
-import { scopeOf, type LockScope } from './lock-scope.js';
+import { Stop } from '../connections/stop.js';
+import type { ConnectionStrategy, Hold, ReleaseOutcome } from '../connections/strategy.js';
+import type { Dialect, LockMode, Wait } from '../dialects/dialect.js';
+import { databaseError, DlockError, type LockLostError } from '../errors.js';
+import * as lockMessages from './messages.js';
+import { scopeOf, type LockScope } from './scope.js';
 import { parseWait, type AcquireOptions } from './options.js';
-import { holdStarted, traceAcquire, traceLoss, traceRelease } from './trace.js';
+import { holdStarted, traceAcquire, traceLoss, traceRelease } from '../trace.js';
 
 type State = 'idle' | 'acquiring' | 'held' | 'releasing' | 'lost';
 

@@ -1,5 +1,5 @@
 /** The errors a lock's state machine throws, with messages that say what to do. */
-import { LockAlreadyHeldError, LockLostError, LockNotHeldError } from './errors.js';
+import { LockAlreadyHeldError, LockLostError, LockNotHeldError } from '../errors.js';
 
 export function alreadyHeld(state: 'held' | 'acquiring' | 'releasing'): LockAlreadyHeldError {
   return new LockAlreadyHeldError(

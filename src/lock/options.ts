@@ -1,7 +1,7 @@
-import type { ConnectionMode } from './connections/registry.js';
-import type { Wait } from './dialects/dialect.js';
-import { InvalidOptionError, type LockLostError } from './errors.js';
-import { describe, type LockKey } from './keys.js';
+import type { ConnectionMode } from '../connections/registry.js';
+import type { Wait } from '../dialects/dialect.js';
+import { InvalidOptionError, type LockLostError } from '../errors.js';
+import { describe, type LockKey } from '../keys.js';
 
 /** Options of {@link BaseLock.acquire}. */
 export interface AcquireOptions {

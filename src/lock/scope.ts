@@ -1,5 +1,5 @@
-import type { Hold } from './connections/strategy.js';
-import type { LockMode } from './dialects/dialect.js';
+import type { Hold } from '../connections/strategy.js';
+import type { LockMode } from '../dialects/dialect.js';
 
 /**
  * How a hold ends: a session-level lock when it is released; a transaction-level lock only with

@@ -1,6 +1,6 @@
-import { mysqlName } from './dialect.js';
-import type { LockKey } from '../../keys.js';
-import { BaseLock } from '../../lock.js';
+import { mysqlName } from '../dialects/mysql/dialect.js';
+import type { LockKey } from '../keys.js';
+import { BaseLock } from '../lock/base-lock.js';
 
 /** A MySQL / MariaDB named lock (`GET_LOCK`). Create it with {@link createLock}. */
 export class MysqlLock extends BaseLock<string> {

@@ -1,6 +1,6 @@
-import { postgresKey } from './dialect.js';
-import { ensureInt64, type LockKey } from '../../keys.js';
-import { BaseLock } from '../../lock.js';
+import { postgresKey } from '../dialects/postgres/dialect.js';
+import { ensureInt64, type LockKey } from '../keys.js';
+import { BaseLock } from '../lock/base-lock.js';
 
 /**
  * A PostgreSQL advisory lock: session or transaction level (`xact`), exclusive or `shared`.

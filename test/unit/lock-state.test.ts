@@ -7,7 +7,7 @@ import net from 'node:net';
 import { expect } from 'chai';
 import type { LockMode } from '../../src/dialects/dialect.js';
 import { databaseError, LockTimeoutError, type LockLostError } from '../../src/errors.js';
-import { BaseLock, type LockParts } from '../../src/lock.js';
+import { BaseLock, type LockParts } from '../../src/lock/base-lock.js';
 import { captureWarnings, expectRejectCode } from '../support/expect.js';
 import {
   scriptedDialect,
