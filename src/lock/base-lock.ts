@@ -1,25 +1,17 @@
 import { Stop } from '../connections/stop.js';
 import type { ConnectionStrategy, Hold, ReleaseOutcome } from '../connections/strategy.js';
 import type { Dialect, LockMode, Wait } from '../dialects/dialect.js';
-import { databaseError, DlockError, type LockLostError } from '../errors.js';
+import { requestHold } from './grant.js';
+import { LossNotice } from './loss.js';
+import type { LockParts } from './parts.js';
 import * as lockMessages from './messages.js';
 import { scopeOf, type LockScope } from './scope.js';
 import { parseWait, type AcquireOptions } from './options.js';
-import { holdStarted, traceAcquire, traceLoss, traceRelease } from '../trace.js';
+import { holdStarted, traceLoss, traceRelease } from '../trace.js';
+
+export type { LockParts } from './parts.js';
 
 type State = 'idle' | 'acquiring' | 'held' | 'releasing' | 'lost';
-
-/** What a lock is built from; `createLock` makes it from the user's target and options. */
-export interface LockParts<Key> {
-  readonly strategy: ConnectionStrategy;
-  readonly dialect: Dialect<Key>;
-  readonly key: unknown;
-  readonly actualKey: Key;
-  readonly mode: LockMode;
-  readonly onLost?: ((error: LockLostError) => void) | undefined;
-  /** Milliseconds between keepalive checks while held; undefined for none. */
-  readonly keepalive?: number | undefined;
-}
 
 /**
  * The acquire / release / close contract shared by every database. A lock object holds its lock
@@ -38,12 +30,11 @@ export abstract class BaseLock<
   readonly #dialect: Dialect<Key>;
   readonly #mode: LockMode;
   readonly #scope: LockScope;
-  readonly #onLost: ((error: LockLostError) => void) | undefined;
+  readonly #loss: LossNotice;
   readonly #keepalive: number | undefined;
   #state: State = 'idle';
   #hold: Hold | undefined;
   #detach: (() => void)[] = [];
-  #lost: AbortController | undefined;
   /** The acquire in progress, if any; close() waits for it. */
   #pending: Promise<boolean> | undefined;
   /** Aborts the acquire in progress: the caller's signal, or close(). */
@@ -59,7 +50,7 @@ export abstract class BaseLock<
     this.#dialect = parts.dialect;
     this.#mode = parts.mode;
     this.#scope = scopeOf(parts.mode);
-    this.#onLost = parts.onLost;
+    this.#loss = new LossNotice(parts.onLost);
     this.#keepalive = parts.keepalive;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
@@ -79,9 +70,7 @@ export abstract class BaseLock<
    */
   get signal(): AbortSignal | undefined {
     if (this.#current() !== 'held' && this.#state !== 'lost') return undefined;
-    // Made on first use: most holds never look at their signal.
-    this.#lost ??= new AbortController();
-    return this.#lost.signal;
+    return this.#loss.signal;
   }
 
   /**
@@ -144,10 +133,9 @@ export abstract class BaseLock<
   }
 
   async #acquire(wait: Wait, signal: Stop): Promise<boolean> {
-    const trace = traceAcquire(String(this.key), wait);
     let hold: Hold | undefined;
     try {
-      hold = await this.#strategy.acquire({
+      hold = await requestHold(this.#strategy, {
         dialect: this.#dialect,
         key: this.actualKey,
         label: String(this.key),
@@ -159,17 +147,12 @@ export abstract class BaseLock<
       });
     } catch (err) {
       this.#state = 'idle';
-      trace?.failed(err);
-      throw err instanceof DlockError || (signal.aborted && err === signal.reason)
-        ? err
-        : databaseError('Acquiring the lock', err);
+      throw err;
     }
     if (!hold) {
       this.#state = 'idle';
-      trace?.notGranted();
       return false;
     }
-    trace?.granted(hold.session);
     this.#held(hold);
     return true;
   }
@@ -178,7 +161,7 @@ export abstract class BaseLock<
     this.#heldSince = holdStarted();
     this.#hold = hold;
     this.#state = 'held';
-    this.#lost = undefined;
+    this.#loss.reset();
     this.#onConnectionLost ??= (cause) => this.#markLost(cause);
     this.#detach = [hold.watch(this.#onConnectionLost)];
     const ending = hold.onTransactionEnding?.(() => this.#onTransactionEnding());
@@ -275,9 +258,7 @@ export abstract class BaseLock<
     this.#state = 'lost';
     traceLoss(String(this.key), hold?.session, cause);
     hold?.discard();
-    this.#lost ??= new AbortController();
-    this.#lost.abort(error);
-    this.#onLost?.(error);
+    this.#loss.report(error);
   }
 
   #onTransactionEnding(): void {
