@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import knexFactory from 'knex';
 import pg from 'pg';
-import { createLock, withLock } from '../src/index.js';
-import { expectNothingSent } from './support/counting.js';
-import { databaseUrls } from './support/databases.js';
-import { expectRejectCode, expectThrowCode } from './support/expect.js';
-import { TARGET_KINDS, uniqueKey } from './support/targets.js';
+import { createLock, withLock } from '../../src/index.js';
+import { expectNothingSent } from '../support/counting.js';
+import { databaseUrls } from '../support/databases.js';
+import { expectRejectCode, expectThrowCode } from '../support/expect.js';
+import { TARGET_KINDS, uniqueKey } from '../support/targets.js';
 
 describe('createLock input checks', () => {
   it('plain objects, null-ish and primitive targets throw ERR_DLOCK_UNSUPPORTED_TARGET', () => {

@@ -17,8 +17,8 @@ import {
   withLock,
   type BaseLock,
   type LockOptions,
-} from '../src/index.js';
-import { abortedWithin, expectRejectCode, expectThrowCode } from './support/expect.js';
+} from '../../src/index.js';
+import { abortedWithin, expectRejectCode, expectThrowCode } from '../support/expect.js';
 import {
   beginTransaction,
   expectIncreasing,
@@ -27,22 +27,22 @@ import {
   sessionQuery,
   transactional,
   withoutFencingStore,
-} from './support/fencing.js';
-import { openKnex, openProbe, type ServerProbe } from './support/lock-connections.js';
-import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
-import { startNodeScript } from './support/processes.js';
-import { kindSuite } from './support/kind-suite.js';
-import { until, watchLockWaits, type LockWaitWatcher } from './support/server-state.js';
-import { openSession, urlFor, type Session } from './support/sessions.js';
+} from '../support/fencing.js';
+import { openKnex, openProbe, type ServerProbe } from '../support/lock-connections.js';
+import { crossProcessScope, succeed, workerEnv } from '../support/process-scope.js';
+import { startNodeScript } from '../support/processes.js';
+import { kindSuite } from '../support/kind-suite.js';
+import { until, watchLockWaits, type LockWaitWatcher } from '../support/server-state.js';
+import { openSession, urlFor, type Session } from '../support/sessions.js';
 import {
   openInspector,
   TARGET_KINDS,
   uniqueKey,
   type LockInspector,
   type OpenTarget,
-} from './support/targets.js';
+} from '../support/targets.js';
 
-const WORKER = fileURLToPath(new URL('./fixtures/fencing-worker.ts', import.meta.url));
+const WORKER = fileURLToPath(new URL('../fixtures/fencing-worker.ts', import.meta.url));
 const FENCED: LockOptions = { fencing: true };
 const UNAVAILABLE = 'ERR_DLOCK_FENCING_UNAVAILABLE';
 /** Each way to acquire: a try, a wait without end, a wait with a timeout. */

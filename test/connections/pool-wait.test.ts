@@ -6,12 +6,12 @@ import { expect } from 'chai';
 import knexFactory from 'knex';
 import mysql from 'mysql2';
 import pg from 'pg';
-import { knexDriver, type KnexLike } from '../src/drivers/knex.js';
-import { createLock, PoolTimeoutError } from '../src/index.js';
-import { databaseUrls } from './support/databases.js';
-import { expectRejectCode } from './support/expect.js';
-import { until } from './support/server-state.js';
-import { uniqueKey } from './support/targets.js';
+import { knexDriver, type KnexLike } from '../../src/drivers/knex.js';
+import { createLock, PoolTimeoutError } from '../../src/index.js';
+import { databaseUrls } from '../support/databases.js';
+import { expectRejectCode } from '../support/expect.js';
+import { until } from '../support/server-state.js';
+import { uniqueKey } from '../support/targets.js';
 
 const POOL = { connection: 'pool' } as const;
 

@@ -11,9 +11,9 @@ import {
   configureLockConnections,
   createLock,
   lockConnectionStats,
-} from '../src/index.js';
-import { databaseUrls } from './support/databases.js';
-import { expectThrowCode, sleep } from './support/expect.js';
+} from '../../src/index.js';
+import { databaseUrls } from '../support/databases.js';
+import { expectThrowCode, sleep } from '../support/expect.js';
 import {
   DIALECTS,
   ensureSideDatabase,
@@ -24,9 +24,9 @@ import {
   SIDE_DATABASE,
   uniqueTag,
   until,
-} from './support/lock-connections.js';
-import { openSession, urlFor } from './support/sessions.js';
-import { openInspector, TARGET_KINDS, uniqueKey } from './support/targets.js';
+} from '../support/lock-connections.js';
+import { openSession, urlFor } from '../support/sessions.js';
+import { openInspector, TARGET_KINDS, uniqueKey } from '../support/targets.js';
 
 for (const { dialect, name } of DIALECTS) {
   describe(`lock connection limits on ${name}`, () => {

@@ -5,15 +5,15 @@
  */
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
-import { MysqlLock, PostgresLock } from '../src/index.js';
-import { crossProcessScope, succeed, workerEnv } from './support/process-scope.js';
-import { sleep } from './support/expect.js';
-import { startNodeScript } from './support/processes.js';
-import { until, watchLockWaits } from './support/server-state.js';
-import { holdLock } from './support/sessions.js';
-import { openInspector, uniqueKey, type DialectName } from './support/targets.js';
+import { MysqlLock, PostgresLock } from '../../src/index.js';
+import { crossProcessScope, succeed, workerEnv } from '../support/process-scope.js';
+import { sleep } from '../support/expect.js';
+import { startNodeScript } from '../support/processes.js';
+import { until, watchLockWaits } from '../support/server-state.js';
+import { holdLock } from '../support/sessions.js';
+import { openInspector, uniqueKey, type DialectName } from '../support/targets.js';
 
-const WORKER = fileURLToPath(new URL('./fixtures/connections-worker.ts', import.meta.url));
+const WORKER = fileURLToPath(new URL('../fixtures/connections-worker.ts', import.meta.url));
 const DIALECTS = [
   { dialect: 'postgres', client: 'pg', pools: ['pg-pool'] },
   { dialect: 'mysql', client: 'mysql2', pools: ['mysql-pool', 'mysql-promise-pool'] },

@@ -1,13 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
-import { inspectLock, withMigrationLock } from '../src/index.js';
-import { expectRejectCode } from './support/expect.js';
-import { killStarted, startNodeScript, type Started } from './support/processes.js';
-import { holdLock, urlFor } from './support/sessions.js';
-import { uniqueKey, type DialectName } from './support/targets.js';
+import { inspectLock, withMigrationLock } from '../../src/index.js';
+import { expectRejectCode } from '../support/expect.js';
+import { killStarted, startNodeScript, type Started } from '../support/processes.js';
+import { holdLock, urlFor } from '../support/sessions.js';
+import { uniqueKey, type DialectName } from '../support/targets.js';
 
-const CHILD = fileURLToPath(new URL('./fixtures/migrate-child.ts', import.meta.url));
+const CHILD = fileURLToPath(new URL('../fixtures/migrate-child.ts', import.meta.url));
 const MIGRATIONS = ['001_create_items', '002_add_label', '003_create_tags'];
 const CLIENTS: Record<DialectName, string> = { postgres: 'pg', mysql: 'mysql2' };
 

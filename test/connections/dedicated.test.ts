@@ -3,10 +3,10 @@ import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import mysql from 'mysql2';
 import pg from 'pg';
-import { createLock } from '../src/index.js';
-import { databaseUrls } from './support/databases.js';
-import { waitForPgLockWait } from './support/server-state.js';
-import { openInspector, uniqueKey } from './support/targets.js';
+import { createLock } from '../../src/index.js';
+import { databaseUrls } from '../support/databases.js';
+import { waitForPgLockWait } from '../support/server-state.js';
+import { openInspector, uniqueKey } from '../support/targets.js';
 
 describe('connection: "dedicated"', () => {
   let knex: Knex;

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { inspectLock, PostgresLock } from '../src/index.js';
-import { expectRejectCode } from './support/expect.js';
-import { holdLock, openSession, type Session } from './support/sessions.js';
-import { TARGET_KINDS, uniqueKey, type DialectName } from './support/targets.js';
+import { inspectLock, PostgresLock } from '../../src/index.js';
+import { expectRejectCode } from '../support/expect.js';
+import { holdLock, openSession, type Session } from '../support/sessions.js';
+import { TARGET_KINDS, uniqueKey, type DialectName } from '../support/targets.js';
 
 const DIALECTS: readonly DialectName[] = ['postgres', 'mysql'];
 

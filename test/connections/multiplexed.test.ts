@@ -4,11 +4,16 @@
  * waiters for one key queue in memory, and a lost lock connection takes its locks with it.
  */
 import { expect } from 'chai';
-import { closeLockConnections, createLock, lockConnectionStats, withLock } from '../src/index.js';
-import { abortedWithin, sleep } from './support/expect.js';
-import { DIALECTS, lockConnectionScope, until } from './support/lock-connections.js';
-import { holdLock, openSession } from './support/sessions.js';
-import { TARGET_KINDS, uniqueKey } from './support/targets.js';
+import {
+  closeLockConnections,
+  createLock,
+  lockConnectionStats,
+  withLock,
+} from '../../src/index.js';
+import { abortedWithin, sleep } from '../support/expect.js';
+import { DIALECTS, lockConnectionScope, until } from '../support/lock-connections.js';
+import { holdLock, openSession } from '../support/sessions.js';
+import { TARGET_KINDS, uniqueKey } from '../support/targets.js';
 
 for (const { dialect, name } of DIALECTS) {
   describe(`lock connections on ${name}`, () => {
