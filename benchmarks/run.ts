@@ -34,7 +34,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import pg from 'pg';
-import { connections } from './connections.js';
+import { connections } from './connections/index.js';
 import { fencing } from './fencing.js';
 import { handoffLatency } from './handoff.js';
 import { librarySource } from './library.js';

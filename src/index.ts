@@ -1,14 +1,14 @@
 // The declarations use Node's AbortSignal and AsyncDisposable: the reference keeps Node's types
 // in the emitted index.d.ts (tsc drops it without preserve="true").
 /// <reference types="node" preserve="true" />
-export { createLock, type LockTarget } from './create-lock.js';
-export type { RegisteredLock, RegisteredLocks } from './dialects/registry.js';
-export { withLock, type WithLockOptions } from './with-lock.js';
-export { setUpFencing } from './fencing.js';
-export { BaseLock } from './lock.js';
-export { PostgresLock } from './dialects/postgres/lock.js';
-export { MysqlLock } from './dialects/mysql/lock.js';
-export type { AcquireOptions, LockOptions } from './options.js';
+export { createLock, type LockTarget } from './api/create-lock.js';
+export type { RegisteredLock, RegisteredLocks } from './locks/registry.js';
+export { withLock, type WithLockOptions } from './api/with-lock.js';
+export { setUpFencing } from './api/fencing.js';
+export { BaseLock } from './lock/base-lock.js';
+export { PostgresLock } from './locks/postgres-lock.js';
+export { MysqlLock } from './locks/mysql-lock.js';
+export type { AcquireOptions, LockOptions } from './lock/options.js';
 export type { LossDetection } from './loss-detection.js';
 export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';
@@ -33,7 +33,7 @@ export {
   type InspectLockOptions,
   type LockHolder,
   type LockInspection,
-} from './inspect.js';
+} from './api/inspect.js';
 export {
   migrateLatest,
   withMigrationLock,
@@ -42,11 +42,11 @@ export {
   type MigrateLatestResult,
   type MigratingKnex,
   type MigrationLockOptions,
-} from './migrate.js';
+} from './api/migrate.js';
 export {
   configureLockConnections,
   closeLockConnections,
   lockConnectionStats,
   type LockConnectionOptions,
   type LockConnectionStats,
-} from './lock-connections.js';
+} from './api/lock-connections.js';

@@ -4,8 +4,16 @@
  * timed unless a namespace is enabled, so tracing costs nothing when off.
  */
 import createDebug from 'debug';
-import type { Wait } from './dialects/dialect.js';
-import type { SqlSession } from './drivers/types.js';
+
+// The dialects' Wait and the drivers' SqlSession, as far as tracing reads them: structural, so
+// that tracing sits on the bottom floor and every floor above can trace.
+type Wait =
+  | { readonly kind: 'try' }
+  | { readonly kind: 'forever' }
+  | { readonly kind: 'timed'; readonly ms: number };
+interface SqlSession {
+  readonly serverId?: number | undefined;
+}
 
 /** Acquire, wait, grant, timeout, release and loss of each lock. */
 const lockLog = createDebug('knex-dlock');

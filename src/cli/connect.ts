@@ -1,7 +1,7 @@
-import { userInfo } from 'node:os';
-import { InvalidOptionError, UnsupportedTargetError } from '../errors.js';
+import { InvalidOptionError } from '../errors.js';
 import { dialectModule, type DialectName } from '../dialects/registry.js';
-import type { ConnectionSettings } from './connection-settings.js';
+import { openConnection } from '../drivers/open.js';
+import type { ConnectionSettings } from './settings.js';
 
 /** One connection of the CLI's own, opened from resolved settings; the lock runs on it. */
 export interface CliDatabase {
@@ -16,32 +16,6 @@ export interface CliDatabase {
 /** How long the CLI waits for a connection before giving up. */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
-/** Imports an optional peer dependency, saying how to install it when it is missing. */
-export async function importDriver<T>(
-  name: string,
-  title: string,
-  load: () => Promise<T>,
-): Promise<T> {
-  try {
-    return await load();
-  } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
-      throw new UnsupportedTargetError(
-        `Connecting to ${title} needs the "${name}" package, ` +
-          'which is not installed where knex-dlock can load it: run ' +
-          `\`npm install ${name}\` next to knex-dlock.`,
-      );
-    }
-    throw err;
-  }
-}
-
-/** A CommonJS package's exports, whether `import()` ran as ESM (under `default`) or as require. */
-export function defaultExport<T>(mod: T): T {
-  return (mod as unknown as { default?: T }).default ?? mod;
-}
-
 /** The driver refused the settings before connecting (a malformed URL, for instance). */
 export function invalidSettings(settings: ConnectionSettings, err: unknown): InvalidOptionError {
   const detail = err instanceof Error ? err.message : String(err);
@@ -52,28 +26,18 @@ export function invalidSettings(settings: ConnectionSettings, err: unknown): Inv
 }
 
 /**
- * Opens one connection with `settings`, through the driver of their database family. On
+ * Opens one connection with `settings`, through the driver their database family names. On
  * PostgreSQL it is named `applicationName` unless the settings (or PGAPPNAME) name it, as psql
  * names its own.
  */
-export function connect(
+export async function connect(
   settings: ConnectionSettings,
   applicationName: string,
 ): Promise<CliDatabase> {
-  return dialectModule(settings.dialect).cli.connect(settings, applicationName);
-}
-
-/** The operating system's user name, as libpq defaults to it. */
-export function osUser(): string | undefined {
-  try {
-    return userInfo().username;
-  } catch {
-    return undefined;
-  }
-}
-
-/** `host:port` for messages, with an IPv6 host in brackets. */
-export function hostAndPort(host: string, port: number | undefined): string {
-  const shown = host.includes(':') ? `[${host}]` : host;
-  return port === undefined ? shown : `${shown}:${port}`;
+  const opened = await openConnection(dialectModule(settings.dialect).cli.driver, settings.config, {
+    applicationName,
+    connectTimeoutMs: CONNECT_TIMEOUT_MS,
+    invalid: (err) => invalidSettings(settings, err),
+  });
+  return { dialect: settings.dialect, ...opened };
 }

@@ -5,7 +5,7 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { dialectModule, dialectModules } from '../dialects/registry.js';
 import { DlockError, InvalidOptionError, UnsupportedTargetError } from '../errors.js';
-import type { CliDialect, ConnectionSettings } from './connection-settings.js';
+import type { CliDialect, ConnectionSettings } from './settings.js';
 
 /** knex `client` names (and aliases) the CLI can lock through, and their database family. */
 const TYPESCRIPT = new Set(['.ts', '.mts', '.cts']);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createLock } from '../create-lock.js';
-import { inspectLock } from '../inspect.js';
-import type { BaseLock } from '../lock.js';
+import { createLock } from '../api/create-lock.js';
+import { inspectLock } from '../api/inspect.js';
+import type { BaseLock } from '../lock/base-lock.js';
 import { dialectModule } from '../dialects/registry.js';
 import { FencingUnavailableError, InvalidOptionError, type LockLostError } from '../errors.js';
 import { connect, type CliDatabase } from './connect.js';

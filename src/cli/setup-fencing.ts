@@ -1,5 +1,5 @@
 import { dialectModule } from '../dialects/registry.js';
-import { setUpFencing } from '../fencing.js';
+import { setUpFencing } from '../api/fencing.js';
 import { connect } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
 import type { Logger } from './log.js';

@@ -1,4 +1,4 @@
-import { inspectLock, type LockHolder, type LockInspection } from '../inspect.js';
+import { inspectLock, type LockHolder, type LockInspection } from '../api/inspect.js';
 import type { Dialect } from '../dialects/dialect.js';
 import { dialectModule, type DialectName } from '../dialects/registry.js';
 import { connect } from './connect.js';

@@ -1,10 +1,9 @@
 /**
- * What the registry knows of one database family: its dialect, its lock class, and how the CLI
- * reaches it. Each family's folder exports one module; `registry.ts` lists them.
+ * What the registry knows of one database family: its dialect, and the plain data the CLI needs
+ * to reach it. Each family's folder exports one module; `registry.ts` lists them. The family's
+ * lock class lives a floor above the lock's state machine, in `locks/`.
  */
-import type { CliDatabase } from '../cli/connect.js';
-import type { ConnectionSettings } from '../cli/connection-settings.js';
-import type { BaseLock, LockParts } from '../lock.js';
+import type { OpenableDriver } from '../drivers/open.js';
 import type { Dialect } from './dialect.js';
 
 /** Lock options a family may read when it picks the dialect a lock uses. */
@@ -12,22 +11,22 @@ export interface DialectChoice {
   readonly preparedStatements?: boolean | undefined;
 }
 
-export interface DialectModule<Key extends bigint | string, Lock extends BaseLock<Key>> {
+export interface DialectModule<Key extends bigint | string> {
   /** The dialect of inspection and the CLI; locks may use a variant (see `dialectFor`). */
   readonly dialect: Dialect<Key>;
   /** The dialect a lock created with these options uses. */
   dialectFor(options: DialectChoice): Dialect<Key>;
-  /** The family's lock class, around parts that `createLock` made. */
-  createLock(parts: LockParts<Key>): Lock;
   readonly cli: DialectCli;
 }
 
-/** How the command line finds and opens a connection to one family's servers. */
+/** How the command line finds the settings for one family's servers, and which driver opens them. */
 export interface DialectCli {
   /** URL schemes that name the family, lower case, without `:`. */
   readonly urlSchemes: readonly string[];
   /** knexfile `client` names that speak to the family. */
   readonly knexClients: readonly string[];
+  /** The driver package the CLI opens its own connection with. */
+  readonly driver: OpenableDriver;
   /** Settings for the family's driver from a URL, passed on as it is. */
   settingsFromUrl(url: string): Readonly<Record<string, unknown>>;
   /**
@@ -37,6 +36,4 @@ export interface DialectCli {
   fromEnvironment?(
     env: NodeJS.ProcessEnv,
   ): { config: Readonly<Record<string, unknown>>; source: string } | undefined;
-  /** Opens one connection of the CLI's own. */
-  connect(settings: ConnectionSettings, applicationName: string): Promise<CliDatabase>;
 }

@@ -1,32 +1,25 @@
 /**
  * Every database family the library speaks, by name. `createLock`, `inspectLock` and the CLI
- * look a family up here and never branch on it; a new family is one folder under `dialects/`
- * and its lines below.
+ * look a family up here and never branch on it; a new family is one folder under `dialects/`,
+ * its line below and its lock class in `locks/registry.ts`.
  */
 import type { DialectModule } from './module.js';
-import type { MysqlLock } from './mysql/lock.js';
 import { mysqlModule } from './mysql/index.js';
-import type { PostgresLock } from './postgres/lock.js';
 import { postgresModule } from './postgres/index.js';
-
-/** The lock class of each registered database family, by the family's name. */
-export interface RegisteredLocks {
-  postgres: PostgresLock;
-  mysql: MysqlLock;
-}
-
-/** What `createLock` returns: the lock class of one of the registered families. */
-export type RegisteredLock = RegisteredLocks[keyof RegisteredLocks];
-
-/** A registered family's name, e.g. `'postgres'`. */
-export type DialectName = keyof RegisteredLocks;
-
-type Registered = DialectModule<bigint | string, RegisteredLock>;
 
 const DIALECTS = {
   postgres: postgresModule,
   mysql: mysqlModule,
-} satisfies { readonly [Name in DialectName]: { createLock(parts: never): RegisteredLocks[Name] } };
+} as const;
+
+/** A registered family's name, e.g. `'postgres'`. */
+export type DialectName = keyof typeof DIALECTS;
+
+/** The key type of the family named `Name`: bigint (PostgreSQL) or string (MySQL). */
+export type KeyOf<Name extends DialectName> =
+  (typeof DIALECTS)[Name] extends DialectModule<infer Key> ? Key : never;
+
+type Registered = DialectModule<bigint | string>;
 
 /** The module of the family named `name`; a name no module has is a programming error. */
 export function dialectModule(name: string): Registered {

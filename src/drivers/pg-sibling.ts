@@ -1,4 +1,4 @@
-import type { PgClientLike } from './pg.js';
+import type { PgClientLike } from './pg-types.js';
 import type { SiblingSession } from './types.js';
 
 /** A short-lived client with `client`'s connection parameters, of `client`'s own class. */
