@@ -37,6 +37,7 @@ export type DlockErrorCode =
   | 'ERR_DLOCK_LOCK_TABLE_FULL'
   | 'ERR_DLOCK_POOL_TIMEOUT'
   | 'ERR_DLOCK_FENCING_UNAVAILABLE'
+  | 'ERR_DLOCK_SERVER_LOCAL'
   | 'ERR_DLOCK_DATABASE';
 
 /** `release()` was called on a lock object that does not hold its lock. */
@@ -137,6 +138,30 @@ export function poolTimeout(description: string, cause: unknown): PoolTimeoutErr
 export class FencingUnavailableError extends DlockError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('ERR_DLOCK_FENCING_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * Why a server's locks would exclude only the sessions of that one server: a PostgreSQL hot
+ * standby (`'standby'`), a MySQL / MariaDB server with `read_only` on, usually a replica
+ * (`'read-only'`), or a MariaDB Galera node, whose named locks are not cluster-wide
+ * (`'galera'`).
+ */
+export type ServerLocality = 'standby' | 'read-only' | 'galera';
+
+/**
+ * The connection's server cannot take a lock that excludes the other servers of its
+ * deployment (see {@link ServerLocality}); nothing was taken. Point the locks at the primary
+ * (`configureLockConnections(target, { connection })`), or pass `serverLocal: true` for locks
+ * meant to exclude only the sessions of that one server.
+ */
+export class ServerLocalLockError extends DlockError {
+  /** What makes the server's locks local to it. */
+  readonly reason: ServerLocality;
+
+  constructor(reason: ServerLocality, message: string) {
+    super('ERR_DLOCK_SERVER_LOCAL', message);
+    this.reason = reason;
   }
 }
 

@@ -26,6 +26,8 @@ export {
   LockTableFullError,
   PoolTimeoutError,
   FencingUnavailableError,
+  ServerLocalLockError,
+  type ServerLocality,
   type DlockErrorCode,
 } from './errors.js';
 export {

@@ -96,6 +96,7 @@ export function createLock(
     onLost: options.onLost,
     health: loss.health,
     serverBound: loss.serverBound,
+    serverLocal: options.serverLocal,
   };
   return createRegisteredLock(driver.dialect, parts);
 }

@@ -1,14 +1,15 @@
 import type { SqlSession } from '../drivers/types.js';
-import type { Dialect, Grant, LockMode } from '../dialects/dialect.js';
+import type { Grant, LockMode } from '../dialects/dialect.js';
 import {
   databaseError,
   DlockError,
   FencingUnavailableError,
   LockDeadlockError,
   LockTableFullError,
+  ServerLocalLockError,
 } from '../errors.js';
 import { traceServerWait } from '../trace.js';
-import { boundSession } from './server-bound.js';
+import { prepareSession } from './server-bound.js';
 import type { LockRequest } from './strategy.js';
 
 /** How one acquire on one session ended; `clean` says the session surely holds nothing of it. */
@@ -21,6 +22,7 @@ export type SessionOutcome =
 /** Errors after which the database surely holds nothing for the failed attempt. */
 function leavesNothingHeld(err: unknown, mode: LockMode): boolean {
   // A grant without a token is undone before FencingUnavailableError, but not a transaction's.
+  if (err instanceof ServerLocalLockError) return true;
   if (err instanceof FencingUnavailableError) return !mode.xact;
   return err instanceof LockDeadlockError || err instanceof LockTableFullError;
 }
@@ -46,9 +48,7 @@ export async function acquireOnSession<Key>(
   }
   let grant: Grant | false;
   try {
-    if (request.serverBound !== undefined) {
-      await boundSession(session, dialect as Dialect<unknown>, request.serverBound);
-    }
+    await prepareSession(session, request);
     grant = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
   } catch (err) {
     await cancelling;

@@ -1,21 +1,74 @@
 import type { Dialect } from '../dialects/dialect.js';
 import type { SqlSession } from '../drivers/types.js';
+import { FencingUnavailableError, ServerLocalLockError, type ServerLocality } from '../errors.js';
+import type { LockRequest } from './strategy.js';
 
-/** The `free` (ms) set on a session by {@link boundSession}, kept for its lifetime. */
+/** The `free` (ms) set on a session by {@link prepareSession}, kept for its lifetime. */
 const APPLIED = Symbol('server bound');
+/** What makes the session's server's locks local to it: a ServerLocality, or null for nothing. */
+const LOCALITY = Symbol('server locality');
 
 /**
- * Sets the server's bound on a silent peer (`free` ms) on `session` once: one round trip the
- * first time a lock runs on the session, none after.
+ * Readies `session` for `request`'s lock: sets the server's bound on a silent peer, and finds
+ * out whether the server's locks would exclude only its own sessions (a standby, a replica, a
+ * Galera node). One round trip the first time a lock runs on the session, and again only when
+ * a later lock asks for another bound; none after. Throws, before anything is locked, where the
+ * lock would exclude nobody it is meant to.
  */
-export async function boundSession(
+export async function prepareSession<Key>(
   session: SqlSession,
-  dialect: Dialect<unknown>,
-  free: number,
+  request: LockRequest<Key>,
 ): Promise<void> {
-  if (session.memo.get(APPLIED) === free) return;
-  await dialect.serverBounds.apply(session, free);
-  session.memo.set(APPLIED, free);
+  const dialect = request.dialect as Dialect<unknown>;
+  const free = request.serverBound;
+  const applied = session.memo.get(APPLIED);
+  if (!session.memo.has(LOCALITY) || (free !== undefined && applied !== free)) {
+    const locality = await dialect.serverBounds.prepare(
+      session,
+      free === applied ? undefined : free,
+    );
+    session.memo.set(LOCALITY, locality ?? null);
+    if (free !== undefined) session.memo.set(APPLIED, free);
+  }
+  const locality = session.memo.get(LOCALITY) as ServerLocality | null;
+  if (locality !== null) checkLocality(locality, request);
+}
+
+function checkLocality<Key>(locality: ServerLocality, request: LockRequest<Key>): void {
+  if (!request.serverLocal) {
+    throw new ServerLocalLockError(locality, localMessage(locality, request));
+  }
+  if (locality === 'standby' && request.mode.fencing) {
+    throw new FencingUnavailableError(
+      `Fencing tokens for ${request.label} come from the primary: a PostgreSQL standby cannot ` +
+        'hand them out, and tokens of its own would repeat those of the primary. Take fenced ' +
+        'locks on the primary.',
+    );
+  }
+}
+
+const WHY: Record<ServerLocality, string> = {
+  standby:
+    'is a PostgreSQL standby (in recovery): its advisory locks exclude only its own sessions, ' +
+    'never those on the primary or on other standbys',
+  'read-only':
+    'has read_only on, as a replica has: its named locks exclude only its own sessions, never ' +
+    'those on the source or on other replicas',
+  galera:
+    'is a MariaDB Galera node (wsrep_on): named locks are not replicated, so they exclude only ' +
+    "that node's sessions, never those on the other nodes",
+};
+
+function localMessage<Key>(locality: ServerLocality, request: LockRequest<Key>): string {
+  const fix =
+    locality === 'galera'
+      ? 'Send every lock of the cluster to one node (`configureLockConnections(target, ' +
+        '{ connection })` with that node), or pass `serverLocal: true` for a deliberately ' +
+        'single-node setup.'
+      : 'Point the locks at the primary: `configureLockConnections(target, { connection })` ' +
+        'with its settings, or a target connected to it; or pass `serverLocal: true` for locks ' +
+        'meant to exclude only the sessions of this one server.';
+  return `The server of the lock ${request.label} ${WHY[locality]}. Nothing was locked. ${fix}`;
 }
 
 /** How long a stalled holder keeps `session` on the server; undefined when not bounded so. */

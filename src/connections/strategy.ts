@@ -28,6 +28,11 @@ export interface LockRequest<Key> {
    * lock; undefined to leave the session's settings as they are.
    */
   readonly serverBound: number | undefined;
+  /**
+   * Whether a lock may be taken on a server whose locks exclude only its own sessions (a
+   * standby, a read-only replica, a Galera node); otherwise acquire refuses there.
+   */
+  readonly serverLocal: boolean;
   /** The lock object. A shared connection frees a hold whose owner was garbage-collected. */
   readonly owner: object;
 }

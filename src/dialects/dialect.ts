@@ -1,5 +1,5 @@
 import type { Row, SqlSession } from '../drivers/types.js';
-import { InvalidOptionError } from '../errors.js';
+import { InvalidOptionError, type ServerLocality } from '../errors.js';
 import type { LockKey } from '../keys.js';
 import type { LockHolder } from './inspection.js';
 
@@ -64,8 +64,12 @@ export interface ServerBounds {
   stallLimit(free: number): number | undefined;
   /** Whether a healthy holder that sends nothing would lose its session: then it must ping. */
   readonly needsHealthCheck: boolean;
-  /** Sets `session`'s bounds for `free`, in one round trip. */
-  apply(session: SqlSession, free: number): Promise<void>;
+  /**
+   * Readies `session` for its first lock, in as few round trips as the family allows (one on
+   * PostgreSQL): sets its bounds for `free` (unless undefined) and tells what makes the
+   * server's locks local to it, if anything (a standby, a read-only server, a Galera node).
+   */
+  prepare(session: SqlSession, free: number | undefined): Promise<ServerLocality | undefined>;
 }
 
 /**

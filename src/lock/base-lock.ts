@@ -34,6 +34,7 @@ export abstract class BaseLock<
   readonly #loss: LossNotice;
   readonly #health: HealthSchedule | undefined;
   readonly #serverBound: number | undefined;
+  readonly #serverLocal: boolean;
   #state: State = 'idle';
   #hold: Hold | undefined;
   #detach: (() => void)[] = [];
@@ -55,6 +56,7 @@ export abstract class BaseLock<
     this.#loss = new LossNotice(parts.onLost);
     this.#health = parts.health;
     this.#serverBound = parts.serverBound;
+    this.#serverLocal = parts.serverLocal ?? false;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
   }
@@ -147,6 +149,7 @@ export abstract class BaseLock<
         signal,
         health: this.#health,
         serverBound: this.#serverBound,
+        serverLocal: this.#serverLocal,
         owner: this,
       });
     } catch (err) {

@@ -77,6 +77,15 @@ export interface LockOptions<K = LockKey> {
    * Both are created on first use where the user may (see `setUpFencing`). Default `false`.
    */
   fencing?: boolean;
+  /**
+   * Allow locks on a server whose locks exclude only its own sessions: a PostgreSQL hot
+   * standby, a MySQL / MariaDB server with `read_only` on (a replica), a MariaDB Galera node.
+   * By default acquire refuses there with `ERR_DLOCK_SERVER_LOCAL` before locking anything,
+   * since such a lock excludes nobody on the primary or the other nodes; pass `true` for locks
+   * meant for that one server's sessions (a deliberately single-node Galera). Fencing tokens
+   * are never taken on a standby. Default `false`.
+   */
+  serverLocal?: boolean;
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
@@ -94,6 +103,7 @@ const LOCK_OPTION_NAMES = new Set([
   'lossDetection',
   'preparedStatements',
   'fencing',
+  'serverLocal',
 ]);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
@@ -126,6 +136,7 @@ export function checkLockOptions(options: LockOptions<never>): void {
   checkType(options.onLost, 'function', 'onLost');
   checkType(options.preparedStatements, 'boolean', 'preparedStatements');
   checkType(options.fencing, 'boolean', 'fencing');
+  checkType(options.serverLocal, 'boolean', 'serverLocal');
   checkLossDetection(options.lossDetection);
   const keepalive: unknown = options.keepalive;
   if (

@@ -15,4 +15,6 @@ export interface LockParts<Key> {
   readonly health?: HealthSchedule | undefined;
   /** The server's bound on a silent peer (ms) to set on the session; undefined for none. */
   readonly serverBound?: number | undefined;
+  /** Whether the lock may be taken on a server whose locks are local to it. Default false. */
+  readonly serverLocal?: boolean | undefined;
 }

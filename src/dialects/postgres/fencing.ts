@@ -1,6 +1,7 @@
 /**
  * Fencing tokens on PostgreSQL: `nextval` of one sequence, taken in the statement that grants
- * the lock (see `NEXT_TOKEN` in sql.ts). A sequence is not transactional, so a rollback never
+ * the lock, with the server's timeline above it so that tokens keep increasing across a
+ * failover (see `NEXT_TOKEN` and `tokenOf` in sql.ts). A sequence is not transactional, so a rollback never
  * takes a token back, and it works alike inside and outside transactions at any isolation
  * level; it increases across the whole cluster, so every grant's token is larger than every
  * token taken before it, whatever the key. A transaction id (`pg_current_xact_id()`) would need
@@ -17,7 +18,7 @@ import {
   type Grant,
   type LockMode,
 } from '../dialect.js';
-import { FENCING_SEQUENCE, undoStrayGrantSql } from './sql.js';
+import { FENCING_SEQUENCE, tokenOf, undoStrayGrantSql } from './sql.js';
 
 /** The one-line setup, for messages, the README and `setUpFencing`. */
 export const POSTGRES_FENCING_SETUP = `CREATE SEQUENCE IF NOT EXISTS ${FENCING_SEQUENCE}`;
@@ -69,7 +70,7 @@ async function tokenAfterGrant(session: SqlSession, key: bigint, mode: LockMode)
     try {
       const token = tokenIn(
         await session.query(
-          `${POSTGRES_FENCING_SETUP}; SELECT nextval('${FENCING_SEQUENCE}') AS token`,
+          `${POSTGRES_FENCING_SETUP}; SELECT ${tokenOf(`nextval('${FENCING_SEQUENCE}')`)} AS token`,
         ),
       );
       if (token !== undefined) return token;

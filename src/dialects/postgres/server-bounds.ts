@@ -1,4 +1,6 @@
-import type { ServerBounds } from '../dialect.js';
+import type { Row } from '../../drivers/types.js';
+import type { ServerLocality } from '../../errors.js';
+import { firstRowValue, type ServerBounds } from '../dialect.js';
 
 /**
  * PostgreSQL drops a silent peer through the TCP settings of its session, which any user may set
@@ -14,8 +16,12 @@ const KEEPALIVE_INTERVAL_S = 1;
 /** The kernel aborts at the first keepalive tick past the user timeout: up to one interval late. */
 const TICK_MS = KEEPALIVE_INTERVAL_S * 1_000;
 
+/** A standby's advisory locks exclude only its own sessions: the primary never sees them. */
+const LOCALITY_SQL = 'SELECT pg_is_in_recovery() AS in_recovery';
+
 const BOUNDS_SQL =
-  "SELECT set_config('tcp_user_timeout', $1, false), " +
+  'SELECT pg_is_in_recovery() AS in_recovery, ' +
+  "set_config('tcp_user_timeout', $1, false), " +
   "set_config('tcp_keepalives_idle', $2, false), " +
   "set_config('tcp_keepalives_interval', $3, false), " +
   "set_config('tcp_keepalives_count', $4, false), " +
@@ -26,16 +32,22 @@ export const postgresServerBounds: ServerBounds = {
   soonest: (free) => free - TICK_MS,
   stallLimit: () => undefined,
   needsHealthCheck: false,
-  async apply(session, free) {
+  async prepare(session, free) {
+    if (free === undefined) return localityOf(await session.query(LOCALITY_SQL, []));
     const userTimeout = free - TICK_MS;
     // Where the kernel has no TCP_USER_TIMEOUT, the probe count alone ends the session in time.
     const count = Math.max(1, Math.floor(userTimeout / TICK_MS) - KEEPALIVE_IDLE_S);
-    await session.query(BOUNDS_SQL, [
+    const rows = await session.query(BOUNDS_SQL, [
       String(Math.round(userTimeout)),
       String(KEEPALIVE_IDLE_S),
       String(KEEPALIVE_INTERVAL_S),
       String(count),
       String(TICK_MS),
     ]);
+    return localityOf(rows);
   },
 };
+
+function localityOf([rows]: Row[][]): ServerLocality | undefined {
+  return firstRowValue(rows, 'in_recovery') === true ? 'standby' : undefined;
+}

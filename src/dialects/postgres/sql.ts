@@ -15,6 +15,22 @@ const WAIT_FUNCTION = 'pg_temp.knex_dlock_wait';
 export const FENCING_SEQUENCE = 'knex_dlock_fencing';
 
 /**
+ * The server's timeline: 1 on a new cluster, and higher after each promotion of a standby (the
+ * first 8 hex digits of the current WAL file's name). Readable by any user.
+ */
+const TIMELINE = `('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8`;
+
+/**
+ * A fencing token from the sequence value `next`: the timeline above the sequence's 47 bits.
+ * After a failover the promoted standby's sequence may hand out values the old primary already
+ * gave (it replayed them late or never), but on a higher timeline, so its tokens are larger
+ * than every token of the old primary.
+ */
+export function tokenOf(next: string): string {
+  return `((${TIMELINE} << 47) + ${next})`;
+}
+
+/**
  * The next fencing token, or NULL where taking one would fail the statement and, inside a
  * transaction, abort the caller's transaction: no sequence (or no right to use it), or a
  * read-only transaction. The caller then finds out why, with the grant undone.
@@ -22,7 +38,7 @@ export const FENCING_SEQUENCE = 'knex_dlock_fencing';
 const NEXT_TOKEN =
   `CASE WHEN current_setting('transaction_read_only')::bool OR NOT coalesce(` +
   `has_sequence_privilege(to_regclass('${FENCING_SEQUENCE}'), 'USAGE'), false) THEN NULL ` +
-  `ELSE nextval(to_regclass('${FENCING_SEQUENCE}')) END`;
+  `ELSE ${tokenOf(`nextval(to_regclass('${FENCING_SEQUENCE}'))`)} END`;
 
 export function functionName(mode: LockMode, attempt: 'try' | 'wait' | 'unlock'): string {
   const level = mode.xact ? '_xact' : '';
