@@ -38,6 +38,7 @@ export type DlockErrorCode =
   | 'ERR_DLOCK_POOL_TIMEOUT'
   | 'ERR_DLOCK_FENCING_UNAVAILABLE'
   | 'ERR_DLOCK_SERVER_LOCAL'
+  | 'ERR_DLOCK_BEHIND_POOLER'
   | 'ERR_DLOCK_DATABASE';
 
 /** `release()` was called on a lock object that does not hold its lock. */
@@ -162,6 +163,21 @@ export class ServerLocalLockError extends DlockError {
   constructor(reason: ServerLocality, message: string) {
     super('ERR_DLOCK_SERVER_LOCAL', message);
     this.reason = reason;
+  }
+}
+
+/**
+ * A session-level lock on a connection of the caller's own that reaches PostgreSQL through a
+ * pooler (PgBouncer, Supavisor, RDS Proxy): in transaction mode the pooler may run the unlock
+ * on another server session and hand the one that holds the lock to another client, and the
+ * library cannot tell that mode from session mode, nor pin a connection it does not own. Nothing
+ * was locked. Create the lock on the knex instance or pg.Pool instead (the library's own lock
+ * connections keep one server session for as long as they hold a lock), or take a
+ * transaction-level lock (`xact: true`) inside a transaction.
+ */
+export class BehindPoolerError extends DlockError {
+  constructor(message: string) {
+    super('ERR_DLOCK_BEHIND_POOLER', message);
   }
 }
 

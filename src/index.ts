@@ -27,6 +27,7 @@ export {
   PoolTimeoutError,
   FencingUnavailableError,
   ServerLocalLockError,
+  BehindPoolerError,
   type ServerLocality,
   type DlockErrorCode,
 } from './errors.js';

@@ -1,6 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { SqlSession } from '../drivers/types.js';
-import type { Grant, LockMode } from '../dialects/dialect.js';
+import type { Grant, LockMode, Wait } from '../dialects/dialect.js';
 import {
+  BehindPoolerError,
   databaseError,
   DlockError,
   FencingUnavailableError,
@@ -9,8 +11,10 @@ import {
   ServerLocalLockError,
 } from '../errors.js';
 import { traceServerWait } from '../trace.js';
+import { waitOrGiveUp } from './give-up.js';
+import { pin, unpin, waitsByPolling } from './pinned.js';
 import { prepareSession } from './server-bound.js';
-import type { LockRequest } from './strategy.js';
+import { deadlineOf, type LockRequest } from './strategy.js';
 
 /** How one acquire on one session ended; `clean` says the session surely holds nothing of it. */
 export type SessionOutcome =
@@ -22,17 +26,99 @@ export type SessionOutcome =
 /** Errors after which the database surely holds nothing for the failed attempt. */
 function leavesNothingHeld(err: unknown, mode: LockMode): boolean {
   // A grant without a token is undone before FencingUnavailableError, but not a transaction's.
-  if (err instanceof ServerLocalLockError) return true;
+  if (err instanceof ServerLocalLockError || err instanceof BehindPoolerError) return true;
   if (err instanceof FencingUnavailableError) return !mode.xact;
   return err instanceof LockDeadlockError || err instanceof LockTableFullError;
 }
 
 /**
- * Runs the dialect's acquire on `session`. When `request.signal` aborts, the server-side wait is
- * cancelled from another connection, and a grant that raced the cancel is unlocked again. The
- * session is the strategy's to give back or close afterwards, as the outcome says.
+ * Runs the dialect's acquire on `session`, readied for it first (see `prepareSession`; behind a
+ * pooler, `pin`). When `request.signal` aborts, the server-side wait is cancelled from another
+ * connection, and a grant that raced the cancel is unlocked again. The session is the
+ * strategy's to give back or close afterwards, as the outcome says. `leasedWhole` says that
+ * nothing but the library's locks runs on the session while it is lent to them.
  */
 export async function acquireOnSession<Key>(
+  session: SqlSession,
+  request: LockRequest<Key>,
+  leasedWhole: boolean,
+): Promise<SessionOutcome> {
+  if (request.signal.aborted) {
+    return { kind: 'aborted', reason: request.signal.reason, clean: true };
+  }
+  try {
+    await prepareSession(session, request);
+  } catch (err) {
+    return failed(err, request.mode);
+  }
+  if (request.wait.kind !== 'try' && waitsByPolling(session, request)) {
+    return pollBehindPooler(session, request, leasedWhole);
+  }
+  return pinnedAttempt(session, request, leasedWhole);
+}
+
+function failed(err: unknown, mode: LockMode): SessionOutcome {
+  const error = err instanceof DlockError ? err : databaseError('Acquiring the lock', err);
+  return { kind: 'failed', error, clean: leavesNothingHeld(err, mode) };
+}
+
+/** The first pause between the tries of a wait behind a pooler, in ms; then 1.5 times longer. */
+const FIRST_POLL_MS = 20;
+/** The longest pause between them, in ms. */
+const LAST_POLL_MS = 250;
+const TRY: Wait = { kind: 'try' };
+
+/**
+ * A wait behind a pooler: tries, each in a pin of its own that ends at once when the key is
+ * busy, with pauses between them. A wait in the server would keep one of the pooler's server
+ * sessions for as long as it waits, and a few waiters could then take every server session the
+ * holder needs to finish its work under the lock.
+ */
+async function pollBehindPooler<Key>(
+  session: SqlSession,
+  request: LockRequest<Key>,
+  leasedWhole: boolean,
+): Promise<SessionOutcome> {
+  const deadline = deadlineOf(request.wait);
+  const attempt = { ...request, wait: TRY };
+  for (let pause = FIRST_POLL_MS; ; pause = Math.min(pause * 1.5, LAST_POLL_MS)) {
+    const outcome = await pinnedAttempt(session, attempt, leasedWhole);
+    if (outcome.kind !== 'busy') return outcome;
+    const left = deadline === undefined ? pause : Math.min(pause, deadline - performance.now());
+    if (left <= 0) return outcome;
+    try {
+      await waitOrGiveUp(sleep(left), undefined, request.signal, () => undefined);
+    } catch (reason) {
+      return { kind: 'aborted', reason, clean: true };
+    }
+  }
+}
+
+/** One attempt on `session`, pinned to one server session behind a pooler (see pinned.ts). */
+async function pinnedAttempt<Key>(
+  session: SqlSession,
+  request: LockRequest<Key>,
+  leasedWhole: boolean,
+): Promise<SessionOutcome> {
+  try {
+    await pin(session, request, leasedWhole);
+  } catch (err) {
+    return failed(err, request.mode);
+  }
+  const outcome = await attemptOnSession(session, request);
+  if (outcome.kind === 'acquired' || (outcome.kind !== 'busy' && !outcome.clean)) return outcome;
+  // Nothing taken: the pin's transaction ends if nothing else holds the session.
+  try {
+    await unpin(session);
+  } catch (err) {
+    return outcome.kind === 'busy'
+      ? { kind: 'failed', error: databaseError('Ending the lock transaction', err), clean: false }
+      : { ...outcome, clean: false };
+  }
+  return outcome;
+}
+
+async function attemptOnSession<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
 ): Promise<SessionOutcome> {
@@ -48,7 +134,6 @@ export async function acquireOnSession<Key>(
   }
   let grant: Grant | false;
   try {
-    await prepareSession(session, request);
     grant = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
   } catch (err) {
     await cancelling;

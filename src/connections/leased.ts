@@ -4,6 +4,7 @@ import { databaseError, DlockError, InvalidOptionError, PoolTimeoutError } from 
 import { acquireOnSession } from './acquire-on-session.js';
 import { waitOrGiveUp } from './give-up.js';
 import { HealthCheck } from './keepalive.js';
+import { unpin } from './pinned.js';
 import { stallLimitOf } from './server-bound.js';
 import {
   deadlineOf,
@@ -19,12 +20,14 @@ import {
 /**
  * One connection per lock, leased for the wait and the hold: the caller's own connection or
  * transaction, a connection borrowed from the application's pool (`connection: 'pool'`), or one
- * opened for the lock and closed after it (`connection: 'dedicated'`).
+ * opened for the lock and closed after it (`connection: 'dedicated'`). `leasedWhole`: the
+ * connection is the lock's alone while lent (not the caller's own, which it uses meanwhile).
  */
 export function leasedConnections(
   description: string,
   lease: () => Promise<ConnectionLease>,
   waitsForConnection: boolean,
+  leasedWhole: boolean,
 ): ConnectionStrategy {
   return {
     async acquire<Key>(request: LockRequest<Key>): Promise<Hold | undefined> {
@@ -58,6 +61,7 @@ export function leasedConnections(
       const outcome = await acquireOnSession(
         leased.session,
         wait === request.wait ? request : { ...request, wait },
+        leasedWhole,
       );
       switch (outcome.kind) {
         case 'acquired':
@@ -102,6 +106,7 @@ class LeasedHold<Key> implements Hold {
     let released: boolean;
     try {
       released = await dialect.release(this.lease.session, key, mode);
+      await unpin(this.lease.session);
     } catch (err) {
       // A connection of a pool or of the library's own is closed, which frees the lock; the
       // caller's stays as it is, and so does the lock.

@@ -3,6 +3,7 @@ import type { ConnectionLease, SqlSession } from '../drivers/types.js';
 import type { HealthSchedule } from '../loss-detection.js';
 import { Counts } from './counts.js';
 import { HealthCheck } from './keepalive.js';
+import { unpin } from './pinned.js';
 import { stallLimitOf } from './server-bound.js';
 import type { HeldLock, Hold, ReleaseOutcome } from './strategy.js';
 
@@ -180,6 +181,7 @@ export class SharedHold<Key = unknown> implements Hold {
     try {
       const { dialect, key, mode } = this.lock;
       released = await dialect.release(connection.session, key, mode);
+      await unpin(connection.session);
     } catch (err) {
       // The unlock's fate is unknown: closing the connection frees it (and every other hold).
       this.#remove();

@@ -49,12 +49,17 @@ export function connectionStrategy(
 }
 
 function leasedStrategy(driver: Driver, mode: ConnectionMode): ConnectionStrategy {
-  if (!driver.pooled) return leasedConnections(driver.description, () => driver.lease(), false);
-  if (mode === 'pool') return leasedConnections(driver.description, () => driver.lease(), true);
+  if (!driver.pooled) {
+    return leasedConnections(driver.description, () => driver.lease(), false, false);
+  }
+  if (mode === 'pool') {
+    return leasedConnections(driver.description, () => driver.lease(), true, true);
+  }
   // Dedicated connections go where the lock connections are configured to go.
   return leasedConnections(
     driver.description,
     () => driver.open!(existingLockConnections(driver)?.settings.connection),
+    true,
     true,
   );
 }

@@ -1,6 +1,7 @@
 import type { Dialect } from '../dialects/dialect.js';
 import type { SqlSession } from '../drivers/types.js';
 import { FencingUnavailableError, ServerLocalLockError, type ServerLocality } from '../errors.js';
+import { notePooled } from './pinned.js';
 import type { LockRequest } from './strategy.js';
 
 /** The `free` (ms) set on a session by {@link prepareSession}, kept for its lifetime. */
@@ -23,11 +24,9 @@ export async function prepareSession<Key>(
   const free = request.serverBound;
   const applied = session.memo.get(APPLIED);
   if (!session.memo.has(LOCALITY) || (free !== undefined && applied !== free)) {
-    const locality = await dialect.serverBounds.prepare(
-      session,
-      free === applied ? undefined : free,
-    );
-    session.memo.set(LOCALITY, locality ?? null);
+    const facts = await dialect.serverBounds.prepare(session, free === applied ? undefined : free);
+    session.memo.set(LOCALITY, facts.locality ?? null);
+    notePooled(session, facts.pooled);
     if (free !== undefined) session.memo.set(APPLIED, free);
   }
   const locality = session.memo.get(LOCALITY) as ServerLocality | null;

@@ -66,10 +66,31 @@ export interface ServerBounds {
   readonly needsHealthCheck: boolean;
   /**
    * Readies `session` for its first lock, in as few round trips as the family allows (one on
-   * PostgreSQL): sets its bounds for `free` (unless undefined) and tells what makes the
-   * server's locks local to it, if anything (a standby, a read-only server, a Galera node).
+   * PostgreSQL): sets its bounds for `free` (unless undefined) and tells what the server is.
    */
-  prepare(session: SqlSession, free: number | undefined): Promise<ServerLocality | undefined>;
+  prepare(session: SqlSession, free: number | undefined): Promise<SessionFacts>;
+}
+
+/** What {@link ServerBounds.prepare} found out about a session's server. */
+export interface SessionFacts {
+  /** What makes the server's locks local to it, if anything (a standby, a replica, a Galera node). */
+  readonly locality: ServerLocality | undefined;
+  /**
+   * Whether the session reaches its server through a connection pooler (PgBouncer and the
+   * like), which may run its statements on other server sessions between transactions.
+   */
+  readonly pooled: boolean;
+}
+
+/**
+ * How a session behind a pooler keeps one server session while it holds locks: a transaction
+ * that the pooler does not split (see connections/pinned.ts).
+ */
+export interface Pinning {
+  /** Begins the transaction that pins the session, and learns which server session it got. */
+  begin(session: SqlSession): Promise<void>;
+  /** Ends it: the pooler may then hand the server session to another client. */
+  end(session: SqlSession): Promise<void>;
 }
 
 /**
@@ -113,6 +134,8 @@ export interface Dialect<Key> {
   ping(session: SqlSession): Promise<void>;
   /** How the server can be made to drop a silent peer's session, and its locks, in time. */
   readonly serverBounds: ServerBounds;
+  /** Where a family's sessions may sit behind a pooler (see {@link SessionFacts.pooled}). */
+  readonly pinning?: Pinning;
   readonly fencingStore: FencingStore;
   /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
   holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
@@ -138,12 +161,16 @@ export function checkMode(dialect: Dialect<unknown>, mode: LockMode): void {
  * session id) sent from a short-lived second connection; or with the driver's own cancel
  * request, for a driver that cannot name its session.
  */
-export async function cancelFromElsewhere(session: SqlSession, sql: string): Promise<void> {
+export async function cancelFromElsewhere(
+  session: SqlSession,
+  sql: string,
+  serverId: number | undefined = session.serverId,
+): Promise<void> {
   if (session.requestCancel) return session.requestCancel();
-  if (session.serverId === undefined) return;
+  if (serverId === undefined) return;
   const sibling = await session.openSibling();
   try {
-    await sibling.query(sql, [session.serverId]);
+    await sibling.query(sql, [serverId]);
   } finally {
     await sibling.close();
   }

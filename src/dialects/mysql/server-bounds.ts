@@ -1,6 +1,6 @@
 import type { SqlSession } from '../../drivers/types.js';
 import type { ServerLocality } from '../../errors.js';
-import { errorNumber, firstRowValue, type ServerBounds } from '../dialect.js';
+import { errorNumber, firstRowValue, type ServerBounds, type SessionFacts } from '../dialect.js';
 
 /**
  * A named lock is the one server's: a replica's (`read_only` on, as replicas are run) excludes
@@ -10,6 +10,10 @@ import { errorNumber, firstRowValue, type ServerBounds } from '../dialect.js';
 const LOCALITY_SQL = 'SELECT @@global.read_only AS ro, @@global.wsrep_on AS wsrep';
 const READ_ONLY_SQL = 'SELECT @@global.read_only AS ro';
 const ER_UNKNOWN_SYSTEM_VARIABLE = 1193;
+
+async function factsOf(session: SqlSession): Promise<SessionFacts> {
+  return { locality: await localityOf(session), pooled: false };
+}
 
 async function localityOf(session: SqlSession): Promise<ServerLocality | undefined> {
   const [rows] = await session.query(LOCALITY_SQL).catch((err: unknown) => {
@@ -44,6 +48,6 @@ export const mysqlServerBounds: ServerBounds = {
     if (free !== undefined) {
       await session.query('SET SESSION wait_timeout = ?', [waitTimeoutSeconds(free)]);
     }
-    return localityOf(session);
+    return factsOf(session);
   },
 };

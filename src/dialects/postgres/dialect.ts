@@ -11,6 +11,7 @@ import {
   type Wait,
 } from '../dialect.js';
 import { grantOf, postgresFencingStore } from './fencing.js';
+import { backendPidOf, postgresPinning } from './pinning.js';
 import { postgresInspection } from './inspect.js';
 import { postgresServerBounds } from './server-bounds.js';
 import {
@@ -208,7 +209,8 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
       return firstRowValue(results[0], 'released') === true;
     },
 
-    cancel: (session) => cancelFromElsewhere(session, 'SELECT pg_cancel_backend($1)'),
+    cancel: (session) =>
+      cancelFromElsewhere(session, 'SELECT pg_cancel_backend($1)', backendPidOf(session)),
 
     async ping(session) {
       // An empty query: the server answers without parsing or planning anything.
@@ -216,6 +218,8 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
     },
 
     serverBounds: postgresServerBounds,
+
+    pinning: postgresPinning,
 
     fencingStore: postgresFencingStore,
 

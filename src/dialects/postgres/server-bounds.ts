@@ -1,6 +1,6 @@
-import type { Row } from '../../drivers/types.js';
-import type { ServerLocality } from '../../errors.js';
-import { firstRowValue, type ServerBounds } from '../dialect.js';
+import type { Row, SqlSession } from '../../drivers/types.js';
+import { firstRowValue, type ServerBounds, type SessionFacts } from '../dialect.js';
+import { markPooled } from './statements.js';
 
 /**
  * PostgreSQL drops a silent peer through the TCP settings of its session, which any user may set
@@ -16,11 +16,15 @@ const KEEPALIVE_INTERVAL_S = 1;
 /** The kernel aborts at the first keepalive tick past the user timeout: up to one interval late. */
 const TICK_MS = KEEPALIVE_INTERVAL_S * 1_000;
 
-/** A standby's advisory locks exclude only its own sessions: the primary never sees them. */
-const LOCALITY_SQL = 'SELECT pg_is_in_recovery() AS in_recovery';
+/**
+ * A standby's advisory locks exclude only its own sessions: the primary never sees them. A
+ * pooler (PgBouncer, Supavisor, RDS Proxy) hands the client a process id of its own, so a
+ * backend pid that differs from the one of the handshake tells that a pooler stands between.
+ */
+const FACTS_SQL = 'SELECT pg_is_in_recovery() AS in_recovery, pg_backend_pid() AS pid';
 
 const BOUNDS_SQL =
-  'SELECT pg_is_in_recovery() AS in_recovery, ' +
+  `${FACTS_SQL}, ` +
   "set_config('tcp_user_timeout', $1, false), " +
   "set_config('tcp_keepalives_idle', $2, false), " +
   "set_config('tcp_keepalives_interval', $3, false), " +
@@ -33,7 +37,7 @@ export const postgresServerBounds: ServerBounds = {
   stallLimit: () => undefined,
   needsHealthCheck: false,
   async prepare(session, free) {
-    if (free === undefined) return localityOf(await session.query(LOCALITY_SQL, []));
+    if (free === undefined) return factsOf(session, await session.query(FACTS_SQL, []));
     const userTimeout = free - TICK_MS;
     // Where the kernel has no TCP_USER_TIMEOUT, the probe count alone ends the session in time.
     const count = Math.max(1, Math.floor(userTimeout / TICK_MS) - KEEPALIVE_IDLE_S);
@@ -44,10 +48,15 @@ export const postgresServerBounds: ServerBounds = {
       String(count),
       String(TICK_MS),
     ]);
-    return localityOf(rows);
+    return factsOf(session, rows);
   },
 };
 
-function localityOf([rows]: Row[][]): ServerLocality | undefined {
-  return firstRowValue(rows, 'in_recovery') === true ? 'standby' : undefined;
+function factsOf(session: SqlSession, [rows]: Row[][]): SessionFacts {
+  const locality = firstRowValue(rows, 'in_recovery') === true ? 'standby' : undefined;
+  // pg's native client does not expose the handshake's process id: no pooler can be told there.
+  const handshake = session.serverId;
+  const pooled = handshake !== undefined && Number(firstRowValue(rows, 'pid')) !== handshake;
+  if (pooled) markPooled(session);
+  return { locality, pooled };
 }

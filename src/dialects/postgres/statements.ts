@@ -55,9 +55,26 @@ export function takeTempDropped(session: SqlSession): boolean {
   return dropped;
 }
 
+const POOLED = Symbol('postgres behind a pooler');
+
+/**
+ * Marks `session` as one that reaches its server through a pooler: its statements are never
+ * prepared, since a pooler in transaction mode may run the next one on a server session that
+ * never saw the statement (PgBouncer before 1.21).
+ */
+export function markPooled(session: SqlSession): void {
+  session.memo.set(POOLED, true);
+}
+
+/** Whether {@link markPooled} marked `session`. */
+export function isPooled(session: SqlSession): boolean {
+  return session.memo.has(POOLED);
+}
+
 /**
  * Runs `statement` with `params`: as a prepared statement when `prepared`, else as an unnamed
- * one (parsed every time, for poolers that cannot carry prepared statements). A prepared
+ * one (parsed every time, for poolers that cannot carry prepared statements; always so behind
+ * a pooler). A prepared
  * statement the server lost is prepared again, invisibly, outside a transaction; inside one the
  * failed statement has aborted the transaction, so that is reported.
  */
@@ -67,7 +84,7 @@ export async function runStatement(
   params: readonly unknown[],
   prepared: boolean,
 ): Promise<Row[][]> {
-  if (!prepared) return session.query(statement.text, params);
+  if (!prepared || isPooled(session)) return session.query(statement.text, params);
   const state = statementsOf(session);
   const generation = state.generation;
   try {
