@@ -9,6 +9,7 @@ export { BaseLock } from './lock/base-lock.js';
 export { PostgresLock } from './locks/postgres-lock.js';
 export { MysqlLock } from './locks/mysql-lock.js';
 export type { AcquireOptions, LockOptions } from './lock/options.js';
+export type { Pooler } from './connections/strategy.js';
 export type { LossDetection } from './loss-detection.js';
 export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';

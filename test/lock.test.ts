@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { createLock, withLock } from '../src/index.js';
 import { expectNothingSent } from './support/counting.js';
 import { expectRejectCode, expectThrowCode } from './support/expect.js';
-import { kindSuite } from './support/kind-suite.js';
+import { kindSuite, poolerOption } from './support/kind-suite.js';
 import { TARGET_KINDS, uniqueKey } from './support/targets.js';
 
 for (const kind of TARGET_KINDS) {
@@ -222,13 +222,18 @@ for (const kind of TARGET_KINDS) {
       const target = await open();
       const key = uniqueKey();
       let seen: bigint | string | undefined;
-      const result = await withLock(target, key, async (lock, signal) => {
-        expect(lock.locked).to.equal(true);
-        expect(signal.aborted).to.equal(false);
-        seen = lock.actualKey;
-        expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
-        return 42;
-      });
+      const result = await withLock(
+        target,
+        key,
+        async (lock, signal) => {
+          expect(lock.locked).to.equal(true);
+          expect(signal.aborted).to.equal(false);
+          seen = lock.actualKey;
+          expect(await suite.inspector.holders(lock.actualKey)).to.equal(1);
+          return 42;
+        },
+        poolerOption(kind),
+      );
       expect(result).to.equal(42);
       expect(await suite.inspector.holders(seen!)).to.equal(0);
     });
@@ -239,10 +244,15 @@ for (const kind of TARGET_KINDS) {
       let seen: bigint | string | undefined;
       const failure = new Error('callback failed');
       let caught: unknown;
-      await withLock(target, key, (lock) => {
-        seen = lock.actualKey;
-        throw failure;
-      }).catch((err) => (caught = err));
+      await withLock(
+        target,
+        key,
+        (lock) => {
+          seen = lock.actualKey;
+          throw failure;
+        },
+        poolerOption(kind),
+      ).catch((err) => (caught = err));
       expect(caught).to.equal(failure);
       expect(await suite.inspector.holders(seen!)).to.equal(0);
     });
@@ -253,11 +263,17 @@ for (const kind of TARGET_KINDS) {
       await holder.acquire();
       let ran = false;
       await expectRejectCode(
-        withLock(await open(), key, () => void (ran = true), { timeout: 100 }),
+        withLock(await open(), key, () => void (ran = true), {
+          ...poolerOption(kind),
+          timeout: 100,
+        }),
         'ERR_DLOCK_TIMEOUT',
       );
       await expectRejectCode(
-        withLock(await open(), key, () => void (ran = true), { block: false }),
+        withLock(await open(), key, () => void (ran = true), {
+          ...poolerOption(kind),
+          block: false,
+        }),
         'ERR_DLOCK_TIMEOUT',
       );
       expect(ran).to.equal(false);

@@ -57,7 +57,11 @@ export function createLock(
     fencing: options.fencing ?? false,
   };
   const family = dialectModule(driver.dialect);
-  const dialect = family.dialectFor(options);
+  // A transaction pooler may run the next statement on a server session that never saw one
+  // prepared on another (PgBouncer before 1.21).
+  const dialect = family.dialectFor(
+    options.pooler === 'transaction' ? { ...options, preparedStatements: false } : options,
+  );
   checkMode(dialect, mode);
   if (mode.fencing && driver.transaction && !dialect.capabilities.fencingInTransactions) {
     throw new InvalidOptionError(
@@ -97,6 +101,7 @@ export function createLock(
     health: loss.health,
     serverBound: loss.serverBound,
     serverLocal: options.serverLocal,
+    pooler: options.pooler,
   };
   return createRegisteredLock(driver.dialect, parts);
 }

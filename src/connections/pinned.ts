@@ -32,11 +32,21 @@ export function notePooled(session: SqlSession, pooled: boolean): void {
 }
 
 /**
+ * Whether `request` runs on `session` as behind a transaction pooler: as its `pooler` option
+ * says, else when a pooler was detected (which might pool transactions: the safe guess).
+ */
+function pooledByTransaction<Key>(session: SqlSession, request: LockRequest<Key>): boolean {
+  if (request.pooler !== undefined) return request.pooler === 'transaction';
+  return session.memo.has(POOLED);
+}
+
+/**
  * Whether a blocking acquire on `session` waits by trying again and again rather than in the
- * server: a session-level lock behind a pooler (see `pollBehindPooler`).
+ * server: behind a transaction pooler (see `pollBehindPooler`), where a wait in the server
+ * would keep a server session, and could not be cancelled on the right one.
  */
 export function waitsByPolling<Key>(session: SqlSession, request: LockRequest<Key>): boolean {
-  return session.memo.has(POOLED) && !request.mode.xact;
+  return pooledByTransaction(session, request);
 }
 
 /**
@@ -49,7 +59,13 @@ export async function pin<Key>(
   request: LockRequest<Key>,
   leasedWhole: boolean,
 ): Promise<void> {
-  if (!session.memo.has(POOLED) || request.mode.xact) return;
+  if (!pooledByTransaction(session, request)) {
+    // Session pooling keeps the client on the server session that the first lock found.
+    if (session.memo.has(POOLED)) request.dialect.pinning?.stay(session);
+    return;
+  }
+  // A transaction-level lock ends with its transaction, which the pooler does not split.
+  if (request.mode.xact) return;
   if (!leasedWhole) throw new BehindPoolerError(behindPoolerMessage(request.label));
   let pinned = session.memo.get(PIN) as Pin | undefined;
   if (!pinned) session.memo.set(PIN, (pinned = { users: 0, ours: false, pinning: undefined }));

@@ -8,6 +8,9 @@ import type { SqlSession } from '../drivers/types.js';
 import type { HealthSchedule } from '../loss-detection.js';
 import type { StopSignal } from './stop.js';
 
+/** How a connection pooler in front of the server pools: by session or by transaction. */
+export type Pooler = 'session' | 'transaction';
+
 /** One acquire, as a lock asks its connection strategy for it. */
 export interface LockRequest<Key> {
   readonly dialect: Dialect<Key>;
@@ -33,6 +36,11 @@ export interface LockRequest<Key> {
    * standby, a read-only replica, a Galera node); otherwise acquire refuses there.
    */
   readonly serverLocal: boolean;
+  /**
+   * What the user says stands between the connection and the server: `'transaction'` pins a
+   * server session while the connection holds; undefined to go by what the first lock found.
+   */
+  readonly pooler: Pooler | undefined;
   /** The lock object. A shared connection frees a hold whose owner was garbage-collected. */
   readonly owner: object;
 }

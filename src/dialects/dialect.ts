@@ -91,6 +91,11 @@ export interface Pinning {
   begin(session: SqlSession): Promise<void>;
   /** Ends it: the pooler may then hand the server session to another client. */
   end(session: SqlSession): Promise<void>;
+  /**
+   * The pooler pools sessions: the server session `prepare` found stays the client's, and a
+   * wait is cancelled there.
+   */
+  stay(session: SqlSession): void;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { Stop } from '../connections/stop.js';
-import type { ConnectionStrategy, Hold, ReleaseOutcome } from '../connections/strategy.js';
+import type { ConnectionStrategy, Hold, Pooler, ReleaseOutcome } from '../connections/strategy.js';
 import type { Dialect, LockMode, Wait } from '../dialects/dialect.js';
 import { requestHold } from './grant.js';
 import { LossNotice } from './loss.js';
@@ -35,6 +35,7 @@ export abstract class BaseLock<
   readonly #health: HealthSchedule | undefined;
   readonly #serverBound: number | undefined;
   readonly #serverLocal: boolean;
+  readonly #pooler: Pooler | undefined;
   #state: State = 'idle';
   #hold: Hold | undefined;
   #detach: (() => void)[] = [];
@@ -57,6 +58,7 @@ export abstract class BaseLock<
     this.#health = parts.health;
     this.#serverBound = parts.serverBound;
     this.#serverLocal = parts.serverLocal ?? false;
+    this.#pooler = parts.pooler;
     this.key = parts.key;
     this.actualKey = parts.actualKey;
   }
@@ -150,6 +152,7 @@ export abstract class BaseLock<
         health: this.#health,
         serverBound: this.#serverBound,
         serverLocal: this.#serverLocal,
+        pooler: this.#pooler,
         owner: this,
       });
     } catch (err) {

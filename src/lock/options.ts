@@ -1,4 +1,5 @@
 import type { ConnectionMode } from '../connections/registry.js';
+import type { Pooler } from '../connections/strategy.js';
 import type { Wait } from '../dialects/dialect.js';
 import { InvalidOptionError, type LockLostError } from '../errors.js';
 import { describe, type LockKey } from '../keys.js';
@@ -86,12 +87,25 @@ export interface LockOptions<K = LockKey> {
    * are never taken on a standby. Default `false`.
    */
   serverLocal?: boolean;
+  /**
+   * PostgreSQL: how the connection pooler in front of the server pools, where there is one
+   * (PgBouncer, Supavisor, RDS Proxy). Default: detected — a backend pid that differs from the
+   * handshake's process id tells a pooler, which is then taken to pool transactions, the safe
+   * guess: the library's own lock connections keep a transaction open while they hold (so the
+   * pooler keeps them on one server session), waits try again every 20–250 ms instead of waiting
+   * in the server, statements are not prepared, and session-level locks on a connection of the
+   * caller's own are refused (`ERR_DLOCK_BEHIND_POOLER`). `'session'` declares session pooling:
+   * locks then work as on a direct connection. `'transaction'` declares transaction pooling
+   * where it cannot be detected (pg-native, a pooler that passes the backend's process id on).
+   */
+  pooler?: Pooler;
 }
 
 /** PostgreSQL's lock_timeout tops out at 2^31 - 1 ms (about 24.8 days); longer waits are forever. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 const CONNECTION_MODES: readonly ConnectionMode[] = ['multiplexed', 'pool', 'dedicated'];
+const POOLERS: readonly Pooler[] = ['session', 'transaction'];
 
 const LOCK_OPTION_NAMES = new Set([
   'shared',
@@ -104,6 +118,7 @@ const LOCK_OPTION_NAMES = new Set([
   'preparedStatements',
   'fencing',
   'serverLocal',
+  'pooler',
 ]);
 const ACQUIRE_OPTION_NAMES = new Set(['block', 'timeout', 'signal']);
 
@@ -146,6 +161,11 @@ export function checkLockOptions(options: LockOptions<never>): void {
   ) {
     throw new InvalidOptionError(
       `Option "keepalive" must be false or a number of milliseconds from 10 to ${MAX_TIMEOUT_MS}, got ${describe(keepalive)}.`,
+    );
+  }
+  if (options.pooler !== undefined && !POOLERS.includes(options.pooler)) {
+    throw new InvalidOptionError(
+      `Option "pooler" must be 'session' or 'transaction', got ${describe(options.pooler)}.`,
     );
   }
   if (options.connection !== undefined && !CONNECTION_MODES.includes(options.connection)) {

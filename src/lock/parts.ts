@@ -1,4 +1,4 @@
-import type { ConnectionStrategy } from '../connections/strategy.js';
+import type { ConnectionStrategy, Pooler } from '../connections/strategy.js';
 import type { Dialect, LockMode } from '../dialects/dialect.js';
 import type { LockLostError } from '../errors.js';
 import type { HealthSchedule } from '../loss-detection.js';
@@ -17,4 +17,6 @@ export interface LockParts<Key> {
   readonly serverBound?: number | undefined;
   /** Whether the lock may be taken on a server whose locks are local to it. Default false. */
   readonly serverLocal?: boolean | undefined;
+  /** The pooler in front of the server, as the user declared it; undefined to detect. */
+  readonly pooler?: Pooler | undefined;
 }

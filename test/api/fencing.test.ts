@@ -31,7 +31,7 @@ import {
 import { openKnex, openProbe, type ServerProbe } from '../support/lock-connections.js';
 import { crossProcessScope, succeed, workerEnv } from '../support/process-scope.js';
 import { startNodeScript } from '../support/processes.js';
-import { kindSuite } from '../support/kind-suite.js';
+import { kindSuite, poolerOption } from '../support/kind-suite.js';
 import { until, watchLockWaits, type LockWaitWatcher } from '../support/server-state.js';
 import { openSession, urlFor, type Session } from '../support/sessions.js';
 import {
@@ -136,13 +136,21 @@ for (const kind of TARGET_KINDS) {
       const key = uniqueKey();
       const tokens: bigint[] = [];
       for (let i = 0; i < 3; i += 1) {
-        await withLock(target, key, (lock) => void tokens.push(heldToken(lock)), FENCED);
+        await withLock(target, key, (lock) => void tokens.push(heldToken(lock)), {
+          ...poolerOption(kind),
+          ...FENCED,
+        });
       }
       expectIncreasing(tokens, 'tokens of withLock calls');
-      await withLock(target, key, (lock) => {
-        expect(lock.locked).to.equal(true);
-        expect(lock.fencingToken, 'withLock without fencing').to.equal(undefined);
-      });
+      await withLock(
+        target,
+        key,
+        (lock) => {
+          expect(lock.locked).to.equal(true);
+          expect(lock.fencingToken, 'withLock without fencing').to.equal(undefined);
+        },
+        poolerOption(kind),
+      );
     });
 
     it('setUpFencing() creates the token store, and running it again changes nothing', async () => {

@@ -19,6 +19,8 @@ import { succeed } from '../support/process-scope.js';
 import { uniqueKey } from '../support/targets.js';
 
 const WORKER = fileURLToPath(new URL('../fixtures/lock-worker.ts', import.meta.url));
+const MOCHA = fileURLToPath(new URL('../../node_modules/mocha/bin/mocha.js', import.meta.url));
+const HOOKS = fileURLToPath(new URL('../support/hooks.ts', import.meta.url));
 
 /** Advisory locks of `lock`'s key on the server, held or awaited, by any session. */
 async function serverLocks(direct: pg.Client, lock: BaseLock): Promise<{ granted: boolean }[]> {
@@ -205,6 +207,26 @@ describe('locks through PgBouncer', function () {
       expect(await serverLocks(direct, holder)).to.deep.equal([]);
     });
 
+    it("pooler: 'transaction' pins where no pooler can be told (pg's native client)", async () => {
+      const knex = knexFactory({ client: 'pgnative', connection: bouncer.transactionUrl });
+      knexes.push(knex);
+      const key = uniqueKey();
+      const options = { pooler: 'transaction' } as const;
+      const lock = lockOn(knex, key, options);
+      const other = lockOn(knex, key, { ...options, connection: 'dedicated' });
+      for (let i = 0; i < 5; i += 1) {
+        expect(await lock.acquire()).to.equal(true);
+        expect(await serverLocks(direct, lock)).to.deep.equal([{ granted: true }]);
+        // The hold keeps its server session in a transaction, so the pooler cannot hand it on.
+        expect(await idleInTransaction(direct), 'pinned server sessions').to.equal(1);
+        const waiting = other.acquire({ timeout: 10_000 });
+        await lock.release();
+        expect(await waiting).to.equal(true);
+        await other.release();
+        expect(await serverLocks(direct, lock)).to.deep.equal([]);
+      }
+    });
+
     it("a session-level lock on a pg.Client of the caller's own rejects with ERR_DLOCK_BEHIND_POOLER", async () => {
       const client = new pg.Client(bouncer.transactionUrl);
       await client.connect();
@@ -227,6 +249,32 @@ describe('locks through PgBouncer', function () {
   });
 
   describe('in session mode', () => {
+    it("the lock contract and fencing suites pass on every PostgreSQL target kind with pooler: 'session'", async function () {
+      this.timeout(300_000);
+      const suites = ['test/lock.test.ts', 'test/api/fencing.test.ts'].map((file) =>
+        fileURLToPath(new URL(`../../${file}`, import.meta.url)),
+      );
+      const run = startNodeScript(
+        MOCHA,
+        [
+          '--no-config',
+          '--require',
+          HOOKS,
+          '--timeout',
+          '20000',
+          '--exit',
+          '--grep',
+          'on knex \\(pg|on pg\\.',
+          ...suites,
+        ],
+        { DLOCK_PG_URL: bouncer.sessionUrl, DLOCK_TEST_POOLER: 'session' },
+      );
+      const exit = await run.exited;
+      const passing = /(\d+) passing/.exec(run.stdout())?.[1];
+      expect(exit.code, run.stdout().slice(-3_000) + run.stderr()).to.equal(0);
+      expect(Number(passing), 'tests run through session pooling').to.be.above(100);
+    });
+
     it('4 processes x 50 grants of one key never overlap and leave no lock behind', async () => {
       const table = `dlock_bouncer_${process.pid}_${Date.now()}`;
       await directKnex.schema.createTable(table, (t) => t.integer('value').notNullable());

@@ -17,8 +17,19 @@ export interface KindSuite {
   lockOn(target: object, key: string, options?: LockOptions): BaseLock;
 }
 
+/**
+ * The `pooler` option every PostgreSQL lock of a contract suite gets, from DLOCK_TEST_POOLER:
+ * set when the suite runs through a pooler (test/deployments/pgbouncer.test.ts).
+ */
+export function poolerOption(kind: TargetKind): LockOptions {
+  const pooler = process.env.DLOCK_TEST_POOLER;
+  if (kind.dialect !== 'postgres' || (pooler !== 'session' && pooler !== 'transaction')) return {};
+  return { pooler };
+}
+
 /** Registers the hooks of a suite on `kind`; call it inside the suite's `describe`. */
-export function kindSuite(kind: TargetKind, defaults: LockOptions = {}): KindSuite {
+export function kindSuite(kind: TargetKind, suiteDefaults: LockOptions = {}): KindSuite {
+  const defaults = { ...poolerOption(kind), ...suiteDefaults };
   let inspector: LockInspector | undefined;
   let waits: LockWaitWatcher | undefined;
   const opened: OpenTarget[] = [];
@@ -54,8 +65,12 @@ export function kindSuite(kind: TargetKind, defaults: LockOptions = {}): KindSui
       opened.push(target);
       return target.target;
     },
-    lockOn(target, key, options = defaults) {
-      const lock = createLock(target, key, options);
+    lockOn(target, key, options) {
+      const lock = createLock(
+        target,
+        key,
+        options ? { ...poolerOption(kind), ...options } : defaults,
+      );
       locks.push(lock);
       return lock;
     },

@@ -9,6 +9,7 @@ import { firstRowValue, type Pinning } from '../dialect.js';
 import { isPooled } from './statements.js';
 
 const BACKEND_PID = Symbol('postgres pinned backend pid');
+const FOUND_PID = Symbol('postgres first backend pid');
 
 export const postgresPinning: Pinning = {
   async begin(session) {
@@ -20,7 +21,16 @@ export const postgresPinning: Pinning = {
     session.memo.delete(BACKEND_PID);
     await session.query('COMMIT');
   },
+  stay(session) {
+    const found = session.memo.get(FOUND_PID);
+    if (typeof found === 'number') session.memo.set(BACKEND_PID, found);
+  },
 };
+
+/** Records the backend pid that the first statement of a pooled session ran on. */
+export function noteFoundBackend(session: SqlSession, pid: number): void {
+  session.memo.set(FOUND_PID, pid);
+}
 
 /** The backend running `session`'s statements now, where it can be named. */
 export function backendPidOf(session: SqlSession): number | undefined {

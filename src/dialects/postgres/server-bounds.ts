@@ -1,5 +1,6 @@
 import type { Row, SqlSession } from '../../drivers/types.js';
 import { firstRowValue, type ServerBounds, type SessionFacts } from '../dialect.js';
+import { noteFoundBackend } from './pinning.js';
 import { markPooled } from './statements.js';
 
 /**
@@ -23,13 +24,18 @@ const TICK_MS = KEEPALIVE_INTERVAL_S * 1_000;
  */
 const FACTS_SQL = 'SELECT pg_is_in_recovery() AS in_recovery, pg_backend_pid() AS pid';
 
+/**
+ * The bounds go only on a backend of the client's own (`$6`, the handshake's process id; NULL
+ * where the driver does not know it). Behind a pooler they would land on a server session that
+ * other clients share, and bound only the pooler's link, not this client's.
+ */
 const BOUNDS_SQL =
-  `${FACTS_SQL}, ` +
-  "set_config('tcp_user_timeout', $1, false), " +
-  "set_config('tcp_keepalives_idle', $2, false), " +
-  "set_config('tcp_keepalives_interval', $3, false), " +
-  "set_config('tcp_keepalives_count', $4, false), " +
-  "set_config('client_connection_check_interval', $5, false)";
+  `${FACTS_SQL}, CASE WHEN $6::int IS NULL OR $6::int = pg_backend_pid() THEN ` +
+  "set_config('tcp_user_timeout', $1, false) || " +
+  "set_config('tcp_keepalives_idle', $2, false) || " +
+  "set_config('tcp_keepalives_interval', $3, false) || " +
+  "set_config('tcp_keepalives_count', $4, false) || " +
+  "set_config('client_connection_check_interval', $5, false) END AS bounds";
 
 export const postgresServerBounds: ServerBounds = {
   defaultFree: 12_000,
@@ -47,6 +53,7 @@ export const postgresServerBounds: ServerBounds = {
       String(KEEPALIVE_INTERVAL_S),
       String(count),
       String(TICK_MS),
+      session.serverId ?? null,
     ]);
     return factsOf(session, rows);
   },
@@ -56,7 +63,11 @@ function factsOf(session: SqlSession, [rows]: Row[][]): SessionFacts {
   const locality = firstRowValue(rows, 'in_recovery') === true ? 'standby' : undefined;
   // pg's native client does not expose the handshake's process id: no pooler can be told there.
   const handshake = session.serverId;
-  const pooled = handshake !== undefined && Number(firstRowValue(rows, 'pid')) !== handshake;
-  if (pooled) markPooled(session);
+  const pid = Number(firstRowValue(rows, 'pid'));
+  const pooled = handshake !== undefined && pid !== handshake;
+  if (pooled) {
+    markPooled(session);
+    noteFoundBackend(session, pid);
+  }
   return { locality, pooled };
 }
