@@ -8,6 +8,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { LOCAL_PG_URL } from './support/databases.js';
 import {
+  privateServersUnavailable,
   startMariadb,
   startPgbouncer,
   startPostgresPair,
@@ -45,6 +46,11 @@ describe('private servers', function () {
     let pair: PostgresPair | undefined;
     before(async function () {
       this.timeout(120_000);
+      const unavailable = privateServersUnavailable('postgres');
+      if (unavailable) {
+        console.log(`      skipped: ${unavailable}`);
+        this.skip();
+      }
       pair = await startPostgresPair();
     });
     after(async function () {
@@ -71,6 +77,11 @@ describe('private servers', function () {
     let galera: PrivateMariadb | undefined;
     before(async function () {
       this.timeout(120_000);
+      const unavailable = privateServersUnavailable('galera');
+      if (unavailable) {
+        console.log(`      skipped: ${unavailable}`);
+        this.skip();
+      }
       [readOnly, galera] = await Promise.all([
         startMariadb({ readOnly: true }),
         startMariadb({ galera: true }),
@@ -98,6 +109,11 @@ describe('private servers', function () {
     let bouncer: PrivatePgbouncer | undefined;
     before(async function () {
       this.timeout(120_000);
+      const unavailable = privateServersUnavailable('pgbouncer');
+      if (unavailable) {
+        console.log(`      skipped: ${unavailable}`);
+        this.skip();
+      }
       bouncer = await startPgbouncer({ upstreamUrl: LOCAL_PG_URL });
     });
     after(async function () {

@@ -44,6 +44,8 @@ interface RunOptions extends CommonOptions {
   killAfter: number;
   keepalive?: number;
   fencing?: boolean;
+  serverLocal?: boolean;
+  pooler?: 'session' | 'transaction';
 }
 
 interface StatusOptions extends CommonOptions {
@@ -175,6 +177,17 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
       '--fencing',
       'take a fencing token with the lock and give it to the command as $DLOCK_FENCING_TOKEN',
     )
+    .option(
+      '--server-local',
+      'lock even on a standby, a read-only replica or a Galera node, whose locks exclude only ' +
+        "that server's sessions",
+    )
+    .addOption(
+      new Option(
+        '--pooler <mode>',
+        'PostgreSQL: how the pooler in front of the server pools (default: detected, taken as transaction)',
+      ).choices(['session', 'transaction']),
+    )
     .addHelpText('after', `${EXIT_CODES_HELP}\n${FENCING_HELP}\n\nExample:\n  ${RUN_EXAMPLE}`)
     .action(async (command: string[], options: RunOptions) => {
       const log = createLogger(options.verbose ?? false);
@@ -189,6 +202,8 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         killAfter: options.killAfter,
         keepalive: options.keepalive,
         fencing: options.fencing ?? false,
+        serverLocal: options.serverLocal ?? false,
+        pooler: options.pooler,
       });
       done(await guard(log, async () => runLocked(await settings(), command, log)));
     });

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createLock } from '../api/create-lock.js';
 import { inspectLock } from '../api/inspect.js';
+import type { Pooler } from '../connections/strategy.js';
 import type { BaseLock } from '../lock/base-lock.js';
 import { dialectModule } from '../dialects/registry.js';
 import { FencingUnavailableError, InvalidOptionError, type LockLostError } from '../errors.js';
@@ -28,6 +29,10 @@ export interface RunSettings {
   readonly keepalive: number | undefined;
   /** Take a fencing token with the lock and pass it on in FENCING_TOKEN_VARIABLE. */
   readonly fencing: boolean;
+  /** Lock even on a server whose locks are local to it (a standby, a replica, a Galera node). */
+  readonly serverLocal: boolean;
+  /** How the pooler in front of PostgreSQL pools, as declared; undefined to detect. */
+  readonly pooler: Pooler | undefined;
 }
 
 /**
@@ -82,6 +87,8 @@ async function acquireAndRun(
     const lock = createLock(db.target, settings.key, {
       shared: settings.shared,
       fencing: settings.fencing,
+      serverLocal: settings.serverLocal,
+      ...(settings.pooler === undefined ? {} : { pooler: settings.pooler }),
       // The command's connection is the tool's own: bounded against silent faults by default.
       lossDetection: {},
       ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),

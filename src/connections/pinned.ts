@@ -70,7 +70,9 @@ export async function pin<Key>(
   let pinned = session.memo.get(PIN) as Pin | undefined;
   if (!pinned) session.memo.set(PIN, (pinned = { users: 0, ours: false, pinning: undefined }));
   pinned.users += 1;
-  if (pinned.ours || session.inTransaction()) return;
+  // Only the library runs statements on the session, so its own flag tells whether the pin's
+  // transaction is open: the session's status may still show one whose COMMIT is on its way.
+  if (pinned.ours) return;
   const pinning = request.dialect.pinning;
   if (!pinning) return;
   // Marked before it is sent: a concurrent acquire queues behind this BEGIN on the connection.

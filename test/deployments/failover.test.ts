@@ -8,7 +8,11 @@ import { expect } from 'chai';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { createLock, setUpFencing, type LockLostError } from '../../src/index.js';
-import { startPostgresPair, type PostgresPair } from '../support/private-servers.js';
+import {
+  privateServersUnavailable,
+  startPostgresPair,
+  type PostgresPair,
+} from '../support/private-servers.js';
 import { uniqueKey } from '../support/targets.js';
 
 /** The sequence value the server at `url` would hand out next, as it knows it. */
@@ -47,7 +51,12 @@ describe('fencing tokens across a failover to a lagging standby', function () {
     return knex;
   };
 
-  before(async () => {
+  before(async function () {
+    const unavailable = privateServersUnavailable('postgres');
+    if (unavailable) {
+      console.log(`      skipped: ${unavailable}`);
+      this.skip();
+    }
     pair = await startPostgresPair();
   });
 

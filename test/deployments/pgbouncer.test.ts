@@ -11,9 +11,14 @@ import { fileURLToPath } from 'node:url';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { createLock, withLock, type BaseLock } from '../../src/index.js';
+import { startCliWith } from '../cli/cli-env.js';
 import { databaseUrls } from '../support/databases.js';
 import { expectRejectCode } from '../support/expect.js';
-import { startPgbouncer, type PrivatePgbouncer } from '../support/private-servers.js';
+import {
+  privateServersUnavailable,
+  startPgbouncer,
+  type PrivatePgbouncer,
+} from '../support/private-servers.js';
 import { killStarted, startNodeScript } from '../support/processes.js';
 import { succeed } from '../support/process-scope.js';
 import { uniqueKey } from '../support/targets.js';
@@ -79,6 +84,11 @@ describe('locks through PgBouncer', function () {
 
   before(async function () {
     this.timeout(120_000);
+    const unavailable = privateServersUnavailable('pgbouncer');
+    if (unavailable) {
+      console.log(`      skipped: ${unavailable}`);
+      this.skip();
+    }
     const { pg: url } = await databaseUrls();
     bouncer = await startPgbouncer({ upstreamUrl: url });
     direct = new pg.Client(url);
@@ -245,6 +255,47 @@ describe('locks through PgBouncer', function () {
       } finally {
         await client.end();
       }
+    });
+
+    it('knex-dlock run refuses on its own connection (exit 69); --pooler session runs through session mode', async () => {
+      const refused = startCliWith([
+        'run',
+        '--url',
+        bouncer.transactionUrl,
+        '-k',
+        uniqueKey(),
+        '--',
+        'echo',
+        'ran',
+      ]);
+      expect((await refused.exited).code).to.equal(69);
+      expect(refused.stdout()).to.equal('');
+      expect(refused.stderr()).to.match(/pooler/);
+      const run = startCliWith([
+        'run',
+        '--url',
+        bouncer.sessionUrl,
+        '-k',
+        uniqueKey(),
+        '--pooler',
+        'session',
+        '--',
+        'echo',
+        'ran',
+      ]);
+      expect((await run.exited).code, run.stderr()).to.equal(0);
+      expect(run.stdout().trim()).to.equal('ran');
+    });
+
+    it('a session-level lock in a knex transaction rejects with ERR_DLOCK_BEHIND_POOLER; xact: true works', async () => {
+      const knex = connect(bouncer.transactionUrl);
+      await knex.transaction(async (trx) => {
+        const lock = lockOn(trx, uniqueKey());
+        await expectRejectCode(lock.acquire({ block: false }), 'ERR_DLOCK_BEHIND_POOLER');
+        const xact = lockOn(trx, uniqueKey(), { xact: true });
+        expect(await xact.acquire({ timeout: 1_000 })).to.equal(true);
+        expect(await serverLocks(direct, xact)).to.deep.equal([{ granted: true }]);
+      });
     });
   });
 

@@ -9,9 +9,11 @@ import knexFactory, { type Knex } from 'knex';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { createLock, ServerLocalLockError, setUpFencing } from '../../src/index.js';
+import { startCliWith } from '../cli/cli-env.js';
 import { expectRejectCode } from '../support/expect.js';
 import {
   startMariadb,
+  privateServersUnavailable,
   startPostgresPair,
   type PostgresPair,
   type PrivateMariadb,
@@ -51,6 +53,11 @@ describe('locks on a PostgreSQL hot standby', function () {
 
   before(async function () {
     this.timeout(120_000);
+    const unavailable = privateServersUnavailable('postgres');
+    if (unavailable) {
+      console.log(`      skipped: ${unavailable}`);
+      this.skip();
+    }
     pair = await startPostgresPair();
     const primaryKnex = knexFactory({ client: 'pg', connection: pair.primary.url });
     await setUpFencing(primaryKnex);
@@ -109,6 +116,35 @@ describe('locks on a PostgreSQL hot standby', function () {
     await expectRejectCode(refused.acquire(), 'ERR_DLOCK_SERVER_LOCAL');
   });
 
+  it('knex-dlock run on the standby refuses (exit 69, command not run); --server-local runs it', async () => {
+    const refused = startCliWith([
+      'run',
+      '--url',
+      pair.standby.url,
+      '-k',
+      uniqueKey(),
+      '--',
+      'echo',
+      'ran',
+    ]);
+    expect((await refused.exited).code).to.equal(69);
+    expect(refused.stdout()).to.equal('');
+    expect(refused.stderr()).to.match(/standby/);
+    const allowed = startCliWith([
+      'run',
+      '--url',
+      pair.standby.url,
+      '-k',
+      uniqueKey(),
+      '--server-local',
+      '--',
+      'echo',
+      'ran',
+    ]);
+    expect((await allowed.exited).code, allowed.stderr()).to.equal(0);
+    expect(allowed.stdout().trim()).to.equal('ran');
+  });
+
   it('acquire() on the primary works as before', async () => {
     const primary = knexFactory({ client: 'pg', connection: pair.primary.url });
     try {
@@ -132,6 +168,11 @@ for (const kind of ['read-only', 'galera'] as const) {
 
     before(async function () {
       this.timeout(120_000);
+      const unavailable = privateServersUnavailable(kind === 'galera' ? 'galera' : 'mariadb');
+      if (unavailable) {
+        console.log(`      skipped: ${unavailable}`);
+        this.skip();
+      }
       server = await startMariadb(kind === 'galera' ? { galera: true } : { readOnly: true });
       knex = knexFactory({ client: 'mysql2', connection: server.url, pool: { min: 0, max: 2 } });
       conn = await mysql.createConnection({ uri: server.url });

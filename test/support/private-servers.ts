@@ -9,7 +9,7 @@
  * owns the temporary directory.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,6 +24,24 @@ const MARIADBD = '/usr/sbin/mariadbd';
 const GALERA_PROVIDER = '/usr/lib/galera/libgalera_smm.so';
 const PGBOUNCER = '/usr/sbin/pgbouncer';
 const OS_USER = 'postgres';
+
+/** What each kind of private server needs from the machine. */
+const NEEDS = {
+  postgres: [join(PG_BIN, 'initdb'), join(PG_BIN, 'pg_ctl'), join(PG_BIN, 'pg_basebackup')],
+  mariadb: [MARIADB_INSTALL_DB, MARIADBD],
+  galera: [MARIADB_INSTALL_DB, MARIADBD, GALERA_PROVIDER],
+  pgbouncer: [PGBOUNCER],
+} as const;
+
+/**
+ * Why private servers of `kind` cannot start here (not root, or a binary missing), or
+ * undefined when they can: the deployment tests then skip, saying why.
+ */
+export function privateServersUnavailable(kind: keyof typeof NEEDS): string | undefined {
+  if (process.getuid?.() !== 0) return 'private servers need root (they run as other users)';
+  const missing = NEEDS[kind].filter((path) => !existsSync(path));
+  return missing.length ? `not installed: ${missing.join(', ')}` : undefined;
+}
 
 const START_TIMEOUT_MS = 60_000;
 const CATCH_UP_TIMEOUT_MS = 30_000;
