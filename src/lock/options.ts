@@ -66,7 +66,8 @@ export interface LockOptions<K = LockKey> {
    * PostgreSQL: prepare the lock statements once per connection (the default, `true`), so that
    * each operation costs the server no parse and plan. `false` sends them unprepared, for
    * poolers that cannot carry prepared statements (PgBouncer in transaction mode before 1.21, or
-   * without `max_prepared_statements`). MySQL statements are never prepared.
+   * without `max_prepared_statements`); behind a detected pooler they are never prepared. MySQL
+   * statements are never prepared.
    */
   preparedStatements?: boolean;
   /**
