@@ -4,8 +4,9 @@
  * says what each floor is for.
  */
 const floors = [
-  // Typed errors, key normalisation, tracing: they import nothing of the library's own.
-  { name: 'base', path: '^src/(errors|keys|trace|loss-detection)\\.ts$' },
+  // Typed errors, key normalisation, tracing and diagnostics channels: they import nothing of
+  // the library's own.
+  { name: 'base', path: '^src/(errors|keys|trace|diagnostics|loss-detection)\\.ts$' },
   // Run one statement on a pinned connection; open, lend, return, destroy. No SQL.
   { name: 'drivers', path: '^src/drivers/' },
   // SQL, key conversion, capabilities, error codes, and plain data the CLI needs.

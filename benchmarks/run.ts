@@ -28,12 +28,16 @@
  * - fencing (~40 s): acquire + release with `fencing: true` against the same lock without and
  *   against fencing by hand, on a pg client and a mysql2 connection.
  *
+ * - channels (~15 s): the diagnostics channels' cost with nobody subscribed (the subscriber
+ *   check, timed alone) and the CPU per cycle with a subscriber on all three, against none.
+ *
  * Every ratio pairs the contender with its baseline round by round (both ran back to back in
  * the same round, interleaved) and reports the median of those per-round ratios.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import pg from 'pg';
+import { channels } from './channels.js';
 import { connections } from './connections/index.js';
 import { fencing } from './fencing.js';
 import { handoffLatency } from './handoff.js';
@@ -64,6 +68,7 @@ const QUESTIONS: Readonly<Record<string, (ctx: BenchContext) => Promise<void>>> 
   memory,
   connections,
   fencing,
+  channels,
 };
 
 /** The names of the questions `--only a,b` (or `--only=a,b`) selects, else of all of them. */

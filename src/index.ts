@@ -4,12 +4,21 @@
 export { createLock, type LockTarget } from './api/create-lock.js';
 export type { RegisteredLock, RegisteredLocks } from './locks/registry.js';
 export { withLock, type WithLockOptions } from './api/with-lock.js';
+export { createMultiLock } from './api/multi-lock/create-multi-lock.js';
+export { MultiLock } from './api/multi-lock/multi-lock.js';
 export { setUpFencing } from './api/fencing.js';
 export { BaseLock } from './lock/base-lock.js';
 export { PostgresLock } from './locks/postgres-lock.js';
 export { MysqlLock } from './locks/mysql-lock.js';
 export type { AcquireOptions, LockOptions } from './lock/options.js';
 export type { Pooler } from './connections/strategy.js';
+export type {
+  AcquireChannelContext,
+  ChannelConnection,
+  LockChannelContext,
+  LostChannelMessage,
+  ReleaseChannelContext,
+} from './diagnostics.js';
 export type { LossDetection } from './loss-detection.js';
 export type { ConnectionMode } from './connections/registry.js';
 export type { LockKey } from './keys.js';

@@ -102,6 +102,7 @@ export function createLock(
     serverBound: loss.serverBound,
     serverLocal: options.serverLocal,
     pooler: options.pooler,
+    connection: driver.pooled ? connection : 'caller',
   };
   return createRegisteredLock(driver.dialect, parts);
 }

@@ -16,6 +16,13 @@ export interface LockInspection {
   readonly held: boolean;
   /** Every session holding it; on PostgreSQL several shared holders, or one exclusive. */
   readonly holders: readonly LockHolder[];
+  /**
+   * Every session waiting for it in the server, longest first on MySQL (PostgreSQL: ungranted
+   * pg_locks rows; MySQL / MariaDB: PROCESSLIST sessions in `User lock` whose statement names
+   * it). Waiters queued in a process's memory behind its own waiter are not sessions and do not
+   * show.
+   */
+  readonly waiters: readonly LockHolder[];
 }
 
 /** Options of {@link inspectLock}. */
@@ -27,7 +34,7 @@ export interface InspectLockOptions<K = LockKey> {
 const OPTION_NAMES = new Set(['convert']);
 
 /**
- * Asks the database who holds the lock on `key`: on PostgreSQL from pg_locks and
+ * Asks the database who holds the lock on `key`, and who waits for it: on PostgreSQL from pg_locks and
  * pg_stat_activity, on MySQL / MariaDB from IS_USED_LOCK and the PROCESSLIST. Takes no lock
  * and waits for none, so it suits health checks and admin pages. `target` is anything
  * `createLock` accepts; a pooled connection is borrowed for one query.
@@ -67,8 +74,8 @@ export async function inspectLock(
   const actualKey = convert
     ? dialect.checkConvertedKey(convert(key))
     : dialect.convertKey(key as LockKey);
-  const holders = await onOneConnection(driver, 'Inspecting the lock', (session) =>
-    dialect.holders(session, actualKey),
+  const { holders, waiters } = await onOneConnection(driver, 'Inspecting the lock', (session) =>
+    dialect.sessions(session, actualKey),
   );
-  return { held: holders.length > 0, holders };
+  return { held: holders.length > 0, holders, waiters };
 }

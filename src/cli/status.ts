@@ -51,10 +51,15 @@ export async function printStatus(
 
 function formatReport(report: StatusReport): string {
   const what = `lock "${report.key}" (${report.description})`;
-  if (!report.held) return `${what}: free\n`;
+  const waiting = report.waiters.length;
+  const waiters = waiting
+    ? `${waiting} session${waiting === 1 ? '' : 's'} waiting\n` +
+      report.waiters.map((waiter) => `  ${describeHolder(waiter)}\n`).join('')
+    : '';
+  if (!report.held) return `${what}: free\n${waiters}`;
   const count = report.holders.length;
   const lines = report.holders.map((holder) => `  ${describeHolder(holder)}`);
-  return `${what}: held by ${count} session${count === 1 ? '' : 's'}\n${lines.join('\n')}\n`;
+  return `${what}: held by ${count} session${count === 1 ? '' : 's'}\n${lines.join('\n')}\n${waiters}`;
 }
 
 /** An idle time for people: milliseconds under a second, else seconds with one decimal. */

@@ -1,7 +1,7 @@
 import type { Row, SqlSession } from '../drivers/types.js';
 import { InvalidOptionError, type ServerLocality } from '../errors.js';
 import type { LockKey } from '../keys.js';
-import type { LockHolder } from './inspection.js';
+import type { LockSessions } from './inspection.js';
 
 /** Which kind of lock to take; both flags default to false. */
 export interface LockMode {
@@ -142,8 +142,11 @@ export interface Dialect<Key> {
   /** Where a family's sessions may sit behind a pooler (see {@link SessionFacts.pooled}). */
   readonly pinning?: Pinning;
   readonly fencingStore: FencingStore;
-  /** Every session holding `key`, as the server reports it; takes and waits for no lock. */
-  holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
+  /**
+   * Every session holding `key`, and every session waiting for it in the server, as the server
+   * reports them; takes and waits for no lock.
+   */
+  sessions(session: SqlSession, key: Key): Promise<LockSessions>;
 }
 
 /** Throws InvalidOptionError for a mode that `dialect`'s locks cannot take. */

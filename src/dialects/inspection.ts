@@ -42,9 +42,16 @@ export interface LockHolder {
   readonly idleFor: number | null;
 }
 
-/** How one database family reports the holders of a lock key. Knows SQL, no driver. */
+/** The sessions that hold a lock key, and those that wait for it, at one moment. */
+export interface LockSessions {
+  readonly holders: LockHolder[];
+  /** Sessions waiting in the server for the key, in the same shape (`mode`: what they want). */
+  readonly waiters: LockHolder[];
+}
+
+/** How one database family reports the holders and waiters of a lock key. Knows SQL, no driver. */
 export interface Inspection<Key> {
-  holders(session: SqlSession, key: Key): Promise<LockHolder[]>;
+  sessions(session: SqlSession, key: Key): Promise<LockSessions>;
 }
 
 export function textOrNull(value: unknown): string | null {

@@ -9,6 +9,15 @@ import * as lockMessages from './messages.js';
 import { scopeOf, type LockScope } from './scope.js';
 import { parseWait, type AcquireOptions } from './options.js';
 import { holdStarted, traceLoss, traceRelease } from '../trace.js';
+import {
+  acquireChannel,
+  lostChannel,
+  releaseChannel,
+  traced,
+  type ChannelConnection,
+  type LockChannelContext,
+} from '../diagnostics.js';
+import { publishLoss, traceAcquireOnChannel, traceReleaseOnChannel } from './channels.js';
 
 export type { LockParts } from './parts.js';
 
@@ -47,6 +56,9 @@ export abstract class BaseLock<
   #onConnectionLost: ((cause: unknown) => void) | undefined;
   /** When the current hold began, kept only while tracing. */
   #heldSince: number | undefined;
+  /** When the current hold was granted (`performance.now()`), for the channels' payloads. */
+  #grantedAt = 0;
+  readonly #connection: ChannelConnection;
 
   /** @internal Use {@link createLock}. */
   constructor(parts: LockParts<Key>) {
@@ -59,6 +71,7 @@ export abstract class BaseLock<
     this.#serverBound = parts.serverBound;
     this.#serverLocal = parts.serverLocal ?? false;
     this.#pooler = parts.pooler;
+    this.#connection = parts.connection ?? 'caller';
     this.key = parts.key;
     this.actualKey = parts.actualKey;
   }
@@ -128,7 +141,14 @@ export abstract class BaseLock<
     this.#stop = stop;
     const onAbort = () => stop.abort(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    const pending = this.#acquire(wait, stop);
+    const pending = traced(acquireChannel)
+      ? traceAcquireOnChannel(
+          this.#describe(),
+          wait,
+          () => this.#acquire(wait, stop),
+          () => this.#hold?.token,
+        )
+      : this.#acquire(wait, stop);
     this.#pending = pending;
     try {
       return await pending;
@@ -169,6 +189,7 @@ export abstract class BaseLock<
 
   #held(hold: Hold): void {
     this.#heldSince = holdStarted();
+    this.#grantedAt = performance.now();
     this.#hold = hold;
     this.#state = 'held';
     this.#loss.reset();
@@ -198,7 +219,9 @@ export abstract class BaseLock<
     this.#state = 'releasing';
     let outcome: ReleaseOutcome;
     try {
-      outcome = await hold.release();
+      outcome = await (traced(releaseChannel)
+        ? traceReleaseOnChannel(this.#describe(), this.#heldMs(), () => hold.release())
+        : hold.release());
     } catch (err) {
       if ((this.#state as State) === 'lost') {
         throw lockMessages.lostWhileReleasing(err);
@@ -273,8 +296,27 @@ export abstract class BaseLock<
     this.#finish();
     this.#state = 'lost';
     traceLoss(String(this.key), hold?.session, cause);
+    if (lostChannel.hasSubscribers) publishLoss(this.#describe(), error, this.#heldMs());
     hold?.discard();
     this.#loss.report(error);
+  }
+
+  /** The lock as the diagnostics channels describe it. */
+  #describe(): LockChannelContext {
+    const mode = this.#mode;
+    return {
+      key: String(this.key),
+      actualKey: this.actualKey,
+      dialect: this.#dialect.name,
+      connection: this.#connection,
+      shared: mode.shared,
+      xact: mode.xact,
+      fencing: mode.fencing === true,
+    };
+  }
+
+  #heldMs(): number {
+    return performance.now() - this.#grantedAt;
   }
 
   #onTransactionEnding(): void {

@@ -1,6 +1,7 @@
 import type { ConnectionStrategy, Pooler } from '../connections/strategy.js';
 import type { Dialect, LockMode } from '../dialects/dialect.js';
 import type { LockLostError } from '../errors.js';
+import type { ChannelConnection } from '../diagnostics.js';
 import type { HealthSchedule } from '../loss-detection.js';
 
 /** What a lock is built from; `createLock` makes it from the user's target and options. */
@@ -19,4 +20,6 @@ export interface LockParts<Key> {
   readonly serverLocal?: boolean | undefined;
   /** The pooler in front of the server, as the user declared it; undefined to detect. */
   readonly pooler?: Pooler | undefined;
+  /** Where the lock's connection comes from, for the diagnostics channels. Default 'caller'. */
+  readonly connection?: ChannelConnection | undefined;
 }

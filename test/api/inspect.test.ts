@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { inspectLock, PostgresLock } from '../../src/index.js';
+import { createLock, inspectLock, PostgresLock } from '../../src/index.js';
 import { expectRejectCode } from '../support/expect.js';
 import { holdLock, openSession, type Session } from '../support/sessions.js';
 import { TARGET_KINDS, uniqueKey, type DialectName } from '../support/targets.js';
@@ -21,7 +21,30 @@ for (const dialect of DIALECTS) {
 
     it('reports a lock nobody holds as not held, with no holders', async () => {
       const result = await inspectLock(observer.target, uniqueKey('inspect'));
-      expect(result).to.deep.equal({ held: false, holders: [] });
+      expect(result).to.deep.equal({ held: false, holders: [], waiters: [] });
+    });
+
+    it('lists a session that waits for the lock, with its session id, until it stops', async () => {
+      const key = uniqueKey('inspect');
+      const holder = await holdLock(dialect, key);
+      cleanups.push(holder.close);
+      const waiting = await openSession(dialect);
+      cleanups.push(() => waiting.close());
+      const waiter = createLock(waiting.target, key);
+      const controller = new AbortController();
+      const acquiring = waiter.acquire({ signal: controller.signal }).catch((err: unknown) => err);
+      let found = await inspectLock(observer.target, key);
+      const deadline = Date.now() + 10_000;
+      while (found.waiters.length === 0 && Date.now() < deadline) {
+        found = await inspectLock(observer.target, key);
+      }
+      expect(found.held).to.equal(true);
+      expect(found.holders.map((h) => h.sessionId)).to.deep.equal([holder.session.id]);
+      expect(found.waiters.map((w) => w.sessionId)).to.deep.equal([waiting.id]);
+      expect(found.waiters[0]?.mode).to.equal('exclusive');
+      controller.abort(new Error('stop'));
+      expect(await acquiring).to.have.property('message', 'stop');
+      expect((await inspectLock(observer.target, key)).waiters).to.deep.equal([]);
     });
 
     it("names the exclusive holder's session, user, database and client", async () => {

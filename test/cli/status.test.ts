@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { MysqlLock, PostgresLock } from '../../src/index.js';
+import { createLock, MysqlLock, PostgresLock } from '../../src/index.js';
 import { killStarted, startCli } from '../support/processes.js';
-import { holdLock, urlFor } from '../support/sessions.js';
+import { watchLockWaits } from '../support/server-state.js';
+import { holdLock, openSession, urlFor } from '../support/sessions.js';
 import { uniqueKey, type DialectName } from '../support/targets.js';
 import { startCliWith } from './cli-env.js';
 
@@ -17,6 +18,7 @@ interface StatusJson {
     applicationName: string | null;
     stateSince: string;
   }[];
+  waiters: { mode: string; sessionId: number }[];
 }
 
 async function statusJson(dialect: DialectName, key: string): Promise<StatusJson> {
@@ -54,6 +56,27 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
       expect(Date.parse(report.holders[0]?.stateSince ?? '')).to.be.closeTo(Date.now(), 10_000);
       if (dialect === 'postgres')
         expect(report.holders[0]?.applicationName).to.equal('status-test');
+    });
+
+    it('--json lists a session that waits for the lock with its session id', async () => {
+      const key = uniqueKey('status');
+      const holder = await holdLock(dialect, key);
+      cleanups.push(holder.close);
+      const waiting = await openSession(dialect);
+      cleanups.push(() => waiting.close());
+      const waiter = createLock(waiting.target, key);
+      const controller = new AbortController();
+      const acquiring = waiter.acquire({ signal: controller.signal }).catch(() => undefined);
+      cleanups.push(async () => {
+        controller.abort();
+        await acquiring;
+      });
+      const watcher = await watchLockWaits(dialect);
+      cleanups.push(() => watcher.close());
+      await watcher.waitFor(waiter.actualKey);
+      const report = await statusJson(dialect, key);
+      expect(report.holders.map((h) => h.sessionId)).to.deep.equal([holder.session.id]);
+      expect(report.waiters.map((w) => w.sessionId)).to.deep.equal([waiting.id]);
     });
 
     it('prints the holder on one line without --json', async () => {

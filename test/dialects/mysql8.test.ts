@@ -252,7 +252,7 @@ for (const server of SERVERS) {
       expect(mysqlName(mixed)).to.equal(mixed);
       const [first, second] = [await open(), await open()];
       expect(await acquire(first, mixed, TRY)).to.equal(true);
-      const holders = await mysqlInspection.holders(second.session, lower);
+      const { holders } = await mysqlInspection.sessions(second.session, lower);
       const took = await acquire(second, lower, TRY);
       if (flavor === 'mysql') {
         expect(holders.map((h) => h.sessionId)).to.deep.equal([first.connectionId]);

@@ -105,6 +105,14 @@ export class ScriptedMysql8Server {
     return this.#waits.map((wait) => wait.session.connectionId);
   }
 
+  /** The connection ids waiting in GET_LOCK for `name`, compared as MySQL compares names. */
+  waitersFor(name: string): number[] {
+    const folded = name.toLowerCase();
+    return this.#waits
+      .filter((wait) => wait.name.toLowerCase() === folded)
+      .map((wait) => wait.session.connectionId);
+  }
+
   /** Every name held, lowercased as the server keeps them. */
   heldNames(): string[] {
     return [...this.#holds.keys()];
@@ -308,6 +316,13 @@ export class ScriptedMysql8Session implements SqlSession {
       /\(SELECT IS_USED_LOCK\(\?\) AS id\) h LEFT JOIN information_schema\.PROCESSLIST/i.test(text)
     ) {
       return ([name]) => [processlistRow(this.server.holderOf(checkedName(String(name))))];
+    }
+    if (/FROM information_schema\.PROCESSLIST p WHERE p\.STATE = 'User lock'/i.test(text)) {
+      return ([name]) =>
+        this.server
+          .waitersFor(String(name))
+          .filter((id) => id !== this.connectionId)
+          .map((id) => ({ ...processlistRow(id), command: 'User lock' }));
     }
     return () => {
       throw new Error(`The scripted MySQL 8 stand-in does not know this statement: ${text}`);

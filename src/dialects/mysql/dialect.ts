@@ -207,5 +207,5 @@ export const mysqlDialect: Dialect<string> = {
 
   fencingStore: mysqlFencingStore,
 
-  holders: mysqlInspection.holders,
+  sessions: mysqlInspection.sessions,
 };

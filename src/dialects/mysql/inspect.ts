@@ -12,6 +12,19 @@ const HOLDER_SQL = `
     FROM (SELECT IS_USED_LOCK(?) AS id) h
     LEFT JOIN information_schema.PROCESSLIST p ON p.ID = h.id`;
 
+/**
+ * Sessions waiting in GET_LOCK for the name: PROCESSLIST state `User lock`, with the quoted name
+ * in the statement, as clients that interpolate their parameters send it (the library among
+ * them); a wait sent as a prepared statement shows `?` and cannot be told. Needs the PROCESS
+ * privilege to see other users' sessions.
+ */
+const WAITERS_SQL = `
+  SELECT p.ID AS id, p.USER AS user, p.HOST AS host, p.DB AS db, p.STATE AS command,
+         p.TIME AS seconds
+    FROM information_schema.PROCESSLIST p
+   WHERE p.STATE = 'User lock' AND p.ID <> CONNECTION_ID() AND LOCATE(QUOTE(?), p.INFO) > 0
+   ORDER BY p.TIME DESC, p.ID`;
+
 function toHolder(row: Row, now: number): LockHolder {
   const seconds = numberOrNull(row.seconds);
   return {
@@ -30,13 +43,20 @@ function toHolder(row: Row, now: number): LockHolder {
   };
 }
 
-/** Who holds a MySQL / MariaDB named lock, from IS_USED_LOCK and information_schema.PROCESSLIST. */
+/**
+ * Who holds a MySQL / MariaDB named lock, from IS_USED_LOCK and information_schema.PROCESSLIST,
+ * and who waits for it, from PROCESSLIST.
+ */
 export const mysqlInspection: Inspection<string> = {
-  async holders(session, name) {
+  async sessions(session, name) {
     const [rows = []] = await session.query(HOLDER_SQL, [name]);
+    const [waiting = []] = await session.query(WAITERS_SQL, [name]);
     const now = Date.now();
-    return rows
-      .filter((row) => row.id !== null && row.id !== undefined)
-      .map((row) => toHolder(row, now));
+    return {
+      holders: rows
+        .filter((row) => row.id !== null && row.id !== undefined)
+        .map((row) => toHolder(row, now)),
+      waiters: waiting.map((row) => toHolder(row, now)),
+    };
   },
 };

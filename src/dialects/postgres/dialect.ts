@@ -223,7 +223,7 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
 
     fencingStore: postgresFencingStore,
 
-    holders: postgresInspection.holders,
+    sessions: postgresInspection.sessions,
   };
 }
 

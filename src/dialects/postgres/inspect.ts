@@ -2,13 +2,13 @@ import type { Row } from '../../drivers/types.js';
 import { numberOrNull, textOrNull, type Inspection, type LockHolder } from '../inspection.js';
 
 /**
- * Granted advisory locks on an int8 key in the current database, with the holding session's
- * pg_stat_activity row. pg_locks splits the key into classid (high 32 bits) and objid (low 32
+ * Advisory locks on an int8 key in the current database, granted (holders) or not (waiters),
+ * with the session's pg_stat_activity row. pg_locks splits the key into classid (high 32 bits) and objid (low 32
  * bits) with objsubid = 1; advisory locks are per database, so other databases' rows on the
  * same numbers are different locks.
  */
 const HOLDERS_SQL = `
-  SELECT l.pid, l.mode, a.usename, a.datname, a.application_name,
+  SELECT l.pid, l.mode, l.granted, a.usename, a.datname, a.application_name,
          host(a.client_addr) AS client_host, a.client_port, a.backend_start, a.state,
          a.state_change,
          CASE WHEN a.state LIKE 'idle%'
@@ -16,7 +16,7 @@ const HOLDERS_SQL = `
          END AS idle_ms
     FROM pg_locks l
     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-   WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+   WHERE l.locktype = 'advisory' AND l.objsubid = 1
      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
      AND l.classid::int8 = $1 AND l.objid::int8 = $2
    ORDER BY l.mode, l.pid`;
@@ -56,13 +56,16 @@ function toHolder(row: Row): LockHolder {
   };
 }
 
-/** Who holds a PostgreSQL advisory lock, from pg_locks and pg_stat_activity. */
+/** Who holds and who waits for a PostgreSQL advisory lock, from pg_locks and pg_stat_activity. */
 export const postgresInspection: Inspection<bigint> = {
-  async holders(session, key) {
+  async sessions(session, key) {
     const unsigned = BigInt.asUintN(64, key);
     const high = (unsigned >> 32n).toString();
     const low = (unsigned & 0xffffffffn).toString();
     const [rows = []] = await session.query(HOLDERS_SQL, [high, low]);
-    return rows.map(toHolder);
+    return {
+      holders: rows.filter((row) => row.granted === true).map(toHolder),
+      waiters: rows.filter((row) => row.granted !== true).map(toHolder),
+    };
   },
 };
