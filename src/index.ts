@@ -6,6 +6,7 @@ export type { RegisteredLock, RegisteredLocks } from './locks/registry.js';
 export { withLock, type WithLockOptions } from './api/with-lock.js';
 export { createMultiLock } from './api/multi-lock/create-multi-lock.js';
 export { MultiLock } from './api/multi-lock/multi-lock.js';
+export { runAsLeader, type LeaderOptions, type Leadership } from './api/leader/run-as-leader.js';
 export { setUpFencing } from './api/fencing.js';
 export { BaseLock } from './lock/base-lock.js';
 export { PostgresLock } from './locks/postgres-lock.js';
