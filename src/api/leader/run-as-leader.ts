@@ -78,10 +78,11 @@ export function runAsLeader(
         if (await lock.acquire({ signal: stopping.signal })) {
           since = performance.now();
           leading = true;
-          const term = AbortSignal.any([lock.signal!, stopping.signal]);
+          const term = eitherOf(lock.signal!, stopping.signal);
           await Promise.resolve()
-            .then(() => fn(term))
-            .catch(report);
+            .then(() => fn(term.signal))
+            .catch(report)
+            .finally(term.detach);
         }
       } catch (err) {
         if (!stopping.signal.aborted) report(err);
@@ -107,6 +108,22 @@ export function runAsLeader(
       await running;
     },
   };
+}
+
+/** A signal that aborts with the reason of whichever of `a` and `b` aborts first. */
+function eitherOf(a: AbortSignal, b: AbortSignal): { signal: AbortSignal; detach: () => void } {
+  const either = new AbortController();
+  const fromA = () => either.abort(a.reason);
+  const fromB = () => either.abort(b.reason);
+  if (a.aborted) fromA();
+  else if (b.aborted) fromB();
+  a.addEventListener('abort', fromA, { once: true });
+  b.addEventListener('abort', fromB, { once: true });
+  const detach = () => {
+    a.removeEventListener('abort', fromA);
+    b.removeEventListener('abort', fromB);
+  };
+  return { signal: either.signal, detach };
 }
 
 function checkLeaderOptions(options: LeaderOptions, retryDelay: number, retryMax: number): void {
