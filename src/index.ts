@@ -6,6 +6,13 @@ export type { RegisteredLock, RegisteredLocks } from './locks/registry.js';
 export { withLock, type WithLockOptions } from './api/with-lock.js';
 export { createMultiLock } from './api/multi-lock/create-multi-lock.js';
 export { MultiLock } from './api/multi-lock/multi-lock.js';
+export {
+  createSemaphore,
+  withSemaphore,
+  type SemaphoreOptions,
+  type WithSemaphoreOptions,
+} from './api/semaphore/create-semaphore.js';
+export { Semaphore } from './api/semaphore/semaphore.js';
 export { runAsLeader, type LeaderOptions, type Leadership } from './api/leader/run-as-leader.js';
 export { setUpFencing } from './api/fencing.js';
 export { BaseLock } from './lock/base-lock.js';

@@ -6,7 +6,10 @@ import type { ConnectionSettings } from './settings.js';
 /** One connection of the CLI's own, opened from resolved settings; the lock runs on it. */
 export interface CliDatabase {
   readonly dialect: DialectName;
-  /** A pg Client or a mysql2 connection: a target for createLock and inspectLock. */
+  /**
+   * A pg Client or a mysql2 connection (a small pool of them with `pool`): a target for
+   * createLock, createSemaphore and inspectLock.
+   */
   readonly target: object;
   /** "PostgreSQL at host:port/db", or the socket — where it connects, without credentials. */
   readonly description: string;
@@ -33,11 +36,13 @@ export function invalidSettings(settings: ConnectionSettings, err: unknown): Inv
 export async function connect(
   settings: ConnectionSettings,
   applicationName: string,
+  pool = false,
 ): Promise<CliDatabase> {
   const opened = await openConnection(dialectModule(settings.dialect).cli.driver, settings.config, {
     applicationName,
     connectTimeoutMs: CONNECT_TIMEOUT_MS,
     invalid: (err) => invalidSettings(settings, err),
+    pool,
   });
   return { dialect: settings.dialect, ...opened };
 }

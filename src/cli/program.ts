@@ -46,10 +46,12 @@ interface RunOptions extends CommonOptions {
   fencing?: boolean;
   serverLocal?: boolean;
   pooler?: 'session' | 'transaction';
+  max?: number;
 }
 
 interface StatusOptions extends CommonOptions {
   json?: boolean;
+  max?: number;
 }
 
 function duration(value: string): number {
@@ -58,6 +60,14 @@ function duration(value: string): number {
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
+}
+
+function slotCount(value: string): number {
+  const max = Number(value);
+  if (!/^\d+$/.test(value) || max < 1) {
+    throw new InvalidArgumentError('--max is a whole number of holders, 1 or more.');
+  }
+  return max;
 }
 
 function exitCode(value: string): number {
@@ -151,6 +161,14 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
       ),
     )
     .option('--shared', 'take a shared lock (PostgreSQL only)')
+    .addOption(
+      new Option(
+        '--max <n>',
+        'a semaphore instead of a lock: run while at most n holders of the key run',
+      )
+        .argParser(slotCount)
+        .conflicts('shared'),
+    )
     .option(
       '--conflict-exit-code <code>',
       'exit code when the lock is not acquired',
@@ -204,6 +222,7 @@ function addRunCommand(program: Command, done: (code: number) => void): void {
         fencing: options.fencing ?? false,
         serverLocal: options.serverLocal ?? false,
         pooler: options.pooler,
+        max: options.max,
       });
       done(await guard(log, async () => runLocked(await settings(), command, log)));
     });
@@ -220,12 +239,14 @@ function addStatusCommand(program: Command, done: (code: number) => void): void 
     );
   addCommonOptions(status)
     .option('--json', 'print the result as JSON')
+    .option('--max <n>', "the key is a semaphore's of n slots: show each slot", slotCount)
     .action(async (options: StatusOptions) => {
       const log = createLogger(options.verbose ?? false);
       const settings = async () => ({
         key: options.key,
         connection: await connectionOf(options),
         json: options.json ?? false,
+        max: options.max,
       });
       done(await guard(log, async () => printStatus(await settings(), log)));
     });

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createLock } from '../api/create-lock.js';
+import { createSemaphore } from '../api/semaphore/create-semaphore.js';
 import { inspectLock } from '../api/inspect.js';
 import type { Pooler } from '../connections/strategy.js';
 import type { BaseLock } from '../lock/base-lock.js';
@@ -33,7 +34,12 @@ export interface RunSettings {
   readonly serverLocal: boolean;
   /** How the pooler in front of PostgreSQL pools, as declared; undefined to detect. */
   readonly pooler: Pooler | undefined;
+  /** A semaphore of this many holders instead of a lock; undefined for a lock. */
+  readonly max: number | undefined;
 }
+
+/** What `run` holds while the command runs: a lock, or a slot of a semaphore. */
+type Held = Pick<BaseLock, 'acquire' | 'close' | 'signal' | 'fencingToken'>;
 
 /**
  * The variable that carries the grant's fencing token, in decimal, to the command. It is set
@@ -81,19 +87,15 @@ async function acquireAndRun(
     interrupted ??= signal;
     waiting.abort();
   });
-  const db = await connect(settings.connection, `knex-dlock run ${settings.key}`);
+  // A semaphore waits on all its slots at once: a small pool of the tool's own.
+  const db = await connect(
+    settings.connection,
+    `knex-dlock run ${settings.key}`,
+    settings.max !== undefined,
+  );
   try {
     log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
-    const lock = createLock(db.target, settings.key, {
-      shared: settings.shared,
-      fencing: settings.fencing,
-      serverLocal: settings.serverLocal,
-      ...(settings.pooler === undefined ? {} : { pooler: settings.pooler }),
-      // The command's connection is the tool's own: bounded against silent faults by default.
-      lossDetection: {},
-      ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),
-    });
-    log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);
+    const lock = heldOf(db, settings, log);
     const started = Date.now();
     let acquired = false;
     try {
@@ -130,12 +132,40 @@ async function acquireAndRun(
   }
 }
 
+function heldOf(db: CliDatabase, settings: RunSettings, log: Logger): Held {
+  const options = {
+    fencing: settings.fencing,
+    serverLocal: settings.serverLocal,
+    ...(settings.pooler === undefined ? {} : { pooler: settings.pooler }),
+    // The command's connection is the tool's own: bounded against silent faults by default.
+    lossDetection: {},
+    ...(settings.keepalive === undefined ? {} : { keepalive: settings.keepalive }),
+  };
+  if (settings.max !== undefined) {
+    const semaphore = createSemaphore(db.target, settings.key, { ...options, max: settings.max });
+    log.debug(
+      `waiting for one of the ${settings.max} slots of "${settings.key}" (database keys ` +
+        `${semaphore.slotKeys.map(String).join(', ')})`,
+    );
+    return semaphore;
+  }
+  const lock = createLock(db.target, settings.key, { ...options, shared: settings.shared });
+  log.debug(`waiting for the lock "${settings.key}" (database key ${String(lock.actualKey)})`);
+  return lock;
+}
+
 function acquireOptions(settings: RunSettings, signal: AbortSignal) {
   if (!settings.wait) return { block: false, signal };
   return settings.timeout === undefined ? { signal } : { timeout: settings.timeout, signal };
 }
 
 async function conflictMessage(db: CliDatabase, settings: RunSettings, waited: number) {
+  if (settings.max !== undefined) {
+    const why = settings.wait
+      ? `timed out after ${formatDuration(waited)} waiting for a slot of "${settings.key}"`
+      : `all ${settings.max} slots of "${settings.key}" are taken (--no-wait)`;
+    return `${why}. The command was not run (exit code ${settings.conflictExitCode}).`;
+  }
   const why = settings.wait
     ? `timed out after ${formatDuration(waited)} waiting for the lock "${settings.key}"`
     : `the lock "${settings.key}" is held elsewhere (--no-wait)`;
@@ -151,7 +181,7 @@ async function conflictMessage(db: CliDatabase, settings: RunSettings, waited: n
 
 /** Runs the command while the lock is held; stops it if the lock is lost. */
 async function supervise(
-  lock: BaseLock,
+  lock: Held,
   token: bigint | undefined,
   command: readonly string[],
   settings: RunSettings,
@@ -245,7 +275,7 @@ function lostReason(held: AbortSignal): string {
   return reason?.message ?? 'The lock was lost.';
 }
 
-async function closeLock(lock: BaseLock, log: Logger): Promise<void> {
+async function closeLock(lock: Held, log: Logger): Promise<void> {
   try {
     await lock.close();
     log.debug('released the lock');

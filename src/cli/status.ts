@@ -1,6 +1,7 @@
 import { inspectLock, type LockHolder, type LockInspection } from '../api/inspect.js';
 import type { Dialect } from '../dialects/dialect.js';
 import { dialectModule, type DialectName } from '../dialects/registry.js';
+import { slotKey } from '../api/semaphore/semaphore.js';
 import { connect } from './connect.js';
 import type { ConnectionSettings } from './connection-settings.js';
 import type { Logger } from './log.js';
@@ -10,6 +11,8 @@ export interface StatusSettings {
   readonly key: string;
   readonly connection: ConnectionSettings;
   readonly json: boolean;
+  /** The key is a semaphore's of this many slots; undefined for a lock. */
+  readonly max?: number | undefined;
 }
 
 /** The `--json` document: the inspection plus what was inspected. */
@@ -29,24 +32,56 @@ export async function printStatus(
   stdout: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
   const db = await connect(settings.connection, 'knex-dlock status');
-  let report: StatusReport;
+  let text: string;
+  let document: StatusReport | SemaphoreStatusReport;
   try {
     log.debug(`connected to ${db.description} (settings from ${settings.connection.source})`);
-    const inspection = await inspectLock(db.target, settings.key);
-    const dialect = dialectModule(db.dialect).dialect as Dialect<bigint | string>;
-    const key = dialect.convertKey(settings.key);
-    report = {
-      key: settings.key,
-      dialect: db.dialect,
-      actualKey: key.toString(),
-      description: dialect.describeKey(key),
-      ...inspection,
-    };
+    if (settings.max === undefined) {
+      const report = await reportOn(db.target, db.dialect, settings.key);
+      [document, text] = [report, formatReport(report)];
+    } else {
+      const slots: StatusReport[] = [];
+      for (let slot = 0; slot < settings.max; slot += 1) {
+        slots.push(await reportOn(db.target, db.dialect, slotKey(settings.key, slot)));
+      }
+      const inUse = slots.filter((slot) => slot.held).length;
+      document = { key: settings.key, dialect: db.dialect, max: settings.max, inUse, slots };
+      text =
+        `semaphore "${settings.key}" (max ${settings.max}): ${inUse} of ${settings.max} slots in use\n` +
+        slots.map((slot, i) => `slot ${i}: ${formatReport(slot)}`).join('');
+    }
   } finally {
     await db.close();
   }
-  stdout.write(settings.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+  stdout.write(settings.json ? `${JSON.stringify(document, null, 2)}\n` : text);
   return 0;
+}
+
+/** The `--json` document of `status --max`: one report per slot. */
+export interface SemaphoreStatusReport {
+  readonly key: string;
+  readonly dialect: DialectName;
+  readonly max: number;
+  /** How many slots are held. */
+  readonly inUse: number;
+  readonly slots: readonly StatusReport[];
+}
+
+async function reportOn(
+  target: object,
+  dialectName: DialectName,
+  lockKey: string,
+): Promise<StatusReport> {
+  const inspection = await inspectLock(target, lockKey);
+  const dialect = dialectModule(dialectName).dialect as Dialect<bigint | string>;
+  const key = dialect.convertKey(lockKey);
+  return {
+    key: lockKey,
+    dialect: dialectName,
+    actualKey: key.toString(),
+    description: dialect.describeKey(key),
+    ...inspection,
+  };
 }
 
 function formatReport(report: StatusReport): string {

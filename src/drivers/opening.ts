@@ -18,7 +18,15 @@ export interface OpenOptions {
   readonly connectTimeoutMs: number;
   /** The error to throw when the driver refuses the settings before connecting. */
   readonly invalid: (err: unknown) => Error;
+  /**
+   * Open a small pool instead of one connection: for what needs several connections at once (a
+   * semaphore waits on all its slots). Its target is then the pool.
+   */
+  readonly pool?: boolean;
 }
+
+/** How many connections a pool of {@link OpenOptions.pool} keeps at most. */
+export const OPENED_POOL_MAX = 2;
 
 /** Imports an optional peer dependency, saying how to install it when it is missing. */
 export async function importDriver<T>(

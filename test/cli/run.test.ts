@@ -265,3 +265,49 @@ describe('knex-dlock run, whatever the database', function () {
     expect((await first.exited).code).to.equal(5);
   });
 });
+
+for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectName[]) {
+  describe(`knex-dlock run --max on ${dialect}`, function () {
+    this.timeout(60_000);
+    afterEach(() => killStarted());
+
+    it('--max 2 runs two commands at once, refuses a third (--no-wait, exit 75), then lets it in', async () => {
+      const url = await urlFor(dialect);
+      const key = uniqueKey('cli-semaphore');
+      const run = (options: string[], command: string[]) =>
+        startCli(['run', '--url', url, '--key', key, '--max', '2', ...options, '--', ...command]);
+      const first = run([], WAIT_FOR_STDIN);
+      const second = run([], WAIT_FOR_STDIN);
+      await Promise.all([first.waitForStdout(/ready/), second.waitForStdout(/ready/)]);
+      const third = run(['--no-wait'], ['echo', 'ran']);
+      expect((await third.exited).code, third.stderr()).to.equal(75);
+      expect(third.stdout()).to.equal('');
+      expect(third.stderr()).to.match(/all 2 slots/);
+      first.child.stdin.write('done\n');
+      expect((await first.exited).code).to.equal(5);
+      const fourth = run(['--no-wait'], ['echo', 'ran']);
+      expect((await fourth.exited).code, fourth.stderr()).to.equal(0);
+      expect(fourth.stdout().trim()).to.equal('ran');
+      second.child.stdin.write('done\n');
+      expect((await second.exited).code).to.equal(5);
+    });
+
+    it('--max with --shared is a usage error (exit 64)', async () => {
+      const cli = startCli([
+        'run',
+        '--url',
+        await urlFor(dialect),
+        '--key',
+        'k',
+        '--max',
+        '2',
+        '--shared',
+        '--',
+        'echo',
+        'ran',
+      ]);
+      expect((await cli.exited).code).to.equal(64);
+      expect(cli.stdout()).to.equal('');
+    });
+  });
+}

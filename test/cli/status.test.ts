@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import { createLock, MysqlLock, PostgresLock } from '../../src/index.js';
+import knexFactory from 'knex';
+import { createLock, createSemaphore, MysqlLock, PostgresLock } from '../../src/index.js';
 import { killStarted, startCli } from '../support/processes.js';
 import { watchLockWaits } from '../support/server-state.js';
 import { holdLock, openSession, urlFor } from '../support/sessions.js';
@@ -77,6 +78,46 @@ for (const dialect of ['postgres', 'mysql'] as const satisfies readonly DialectN
       const report = await statusJson(dialect, key);
       expect(report.holders.map((h) => h.sessionId)).to.deep.equal([holder.session.id]);
       expect(report.waiters.map((w) => w.sessionId)).to.deep.equal([waiting.id]);
+    });
+
+    it('--max lists the slots of a semaphore and how many are in use', async () => {
+      const key = uniqueKey('status-sem');
+      const knex = knexFactory({
+        client: dialect === 'postgres' ? 'pg' : 'mysql2',
+        connection: await urlFor(dialect),
+      });
+      cleanups.push(() => knex.destroy());
+      const holders = [
+        createSemaphore(knex, key, { max: 3 }),
+        createSemaphore(knex, key, { max: 3 }),
+      ];
+      cleanups.push(async () => void (await Promise.all(holders.map((h) => h.close()))));
+      for (const holder of holders) expect(await holder.acquire({ block: false })).to.equal(true);
+      const cli = startCli([
+        'status',
+        '--url',
+        await urlFor(dialect),
+        '--key',
+        key,
+        '--max',
+        '3',
+        '--json',
+      ]);
+      expect((await cli.exited).code, cli.stderr()).to.equal(0);
+      const report = JSON.parse(cli.stdout()) as {
+        max: number;
+        inUse: number;
+        slots: { held: boolean }[];
+      };
+      expect(report).to.include({ max: 3, inUse: 2 });
+      const held = report.slots.map((slot) => slot.held);
+      expect(held.filter(Boolean)).to.have.length(2);
+      expect(held.map((h, i) => (h ? i : -1)).filter((i) => i >= 0)).to.have.members(
+        holders.map((h) => h.slot!),
+      );
+      const text = startCli(['status', '--url', await urlFor(dialect), '--key', key, '--max', '3']);
+      expect((await text.exited).code).to.equal(0);
+      expect(text.stdout()).to.match(/2 of 3 slots in use/);
     });
 
     it('prints the holder on one line without --json', async () => {
