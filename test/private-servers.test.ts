@@ -8,7 +8,7 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { LOCAL_PG_URL } from './support/databases.js';
 import {
-  privateServersUnavailable,
+  skipWithoutPrivateServers,
   startMariadb,
   startPgbouncer,
   startPostgresPair,
@@ -46,11 +46,7 @@ describe('private servers', function () {
     let pair: PostgresPair | undefined;
     before(async function () {
       this.timeout(120_000);
-      const unavailable = privateServersUnavailable('postgres');
-      if (unavailable) {
-        console.log(`      skipped: ${unavailable}`);
-        this.skip();
-      }
+      skipWithoutPrivateServers(this, 'postgres');
       pair = await startPostgresPair();
     });
     after(async function () {
@@ -77,11 +73,7 @@ describe('private servers', function () {
     let galera: PrivateMariadb | undefined;
     before(async function () {
       this.timeout(120_000);
-      const unavailable = privateServersUnavailable('galera');
-      if (unavailable) {
-        console.log(`      skipped: ${unavailable}`);
-        this.skip();
-      }
+      skipWithoutPrivateServers(this, 'galera');
       [readOnly, galera] = await Promise.all([
         startMariadb({ readOnly: true }),
         startMariadb({ galera: true }),
@@ -109,11 +101,7 @@ describe('private servers', function () {
     let bouncer: PrivatePgbouncer | undefined;
     before(async function () {
       this.timeout(120_000);
-      const unavailable = privateServersUnavailable('pgbouncer');
-      if (unavailable) {
-        console.log(`      skipped: ${unavailable}`);
-        this.skip();
-      }
+      skipWithoutPrivateServers(this, 'pgbouncer');
       bouncer = await startPgbouncer({ upstreamUrl: LOCAL_PG_URL });
     });
     after(async function () {

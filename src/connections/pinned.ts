@@ -33,20 +33,14 @@ export function notePooled(session: SqlSession, pooled: boolean): void {
 
 /**
  * Whether `request` runs on `session` as behind a transaction pooler: as its `pooler` option
- * says, else when a pooler was detected (which might pool transactions: the safe guess).
- */
-function pooledByTransaction<Key>(session: SqlSession, request: LockRequest<Key>): boolean {
-  if (request.pooler !== undefined) return request.pooler === 'transaction';
-  return session.memo.has(POOLED);
-}
-
-/**
- * Whether a blocking acquire on `session` waits by trying again and again rather than in the
- * server: behind a transaction pooler (see `pollBehindPooler`), where a wait in the server
- * would keep a server session, and could not be cancelled on the right one.
+ * says, else when a pooler was detected (which might pool transactions: the safe guess). Then
+ * a session-level lock pins a server session (see `pin`), and a blocking acquire waits by
+ * trying again and again rather than in the server (see `pollBehindPooler`): a wait in the
+ * server would keep a server session, and could not be cancelled on the right one.
  */
 export function waitsByPolling<Key>(session: SqlSession, request: LockRequest<Key>): boolean {
-  return pooledByTransaction(session, request);
+  if (request.pooler !== undefined) return request.pooler === 'transaction';
+  return session.memo.has(POOLED);
 }
 
 /**
@@ -59,7 +53,7 @@ export async function pin<Key>(
   request: LockRequest<Key>,
   leasedWhole: boolean,
 ): Promise<void> {
-  if (!pooledByTransaction(session, request)) {
+  if (!waitsByPolling(session, request)) {
     // Session pooling keeps the client on the server session that the first lock found.
     if (session.memo.has(POOLED)) request.dialect.pinning?.stay(session);
     return;

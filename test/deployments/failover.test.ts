@@ -9,7 +9,7 @@ import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { createLock, setUpFencing, type LockLostError } from '../../src/index.js';
 import {
-  privateServersUnavailable,
+  skipWithoutPrivateServers,
   startPostgresPair,
   type PostgresPair,
 } from '../support/private-servers.js';
@@ -52,11 +52,7 @@ describe('fencing tokens across a failover to a lagging standby', function () {
   };
 
   before(async function () {
-    const unavailable = privateServersUnavailable('postgres');
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPrivateServers(this, 'postgres');
     pair = await startPostgresPair();
   });
 

@@ -15,7 +15,7 @@ import { startCliWith } from '../cli/cli-env.js';
 import { databaseUrls } from '../support/databases.js';
 import { expectRejectCode } from '../support/expect.js';
 import {
-  privateServersUnavailable,
+  skipWithoutPrivateServers,
   startPgbouncer,
   type PrivatePgbouncer,
 } from '../support/private-servers.js';
@@ -84,11 +84,7 @@ describe('locks through PgBouncer', function () {
 
   before(async function () {
     this.timeout(120_000);
-    const unavailable = privateServersUnavailable('pgbouncer');
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPrivateServers(this, 'pgbouncer');
     const { pg: url } = await databaseUrls();
     bouncer = await startPgbouncer({ upstreamUrl: url });
     direct = new pg.Client(url);

@@ -13,7 +13,7 @@ import { startCliWith } from '../cli/cli-env.js';
 import { expectRejectCode } from '../support/expect.js';
 import {
   startMariadb,
-  privateServersUnavailable,
+  skipWithoutPrivateServers,
   startPostgresPair,
   type PostgresPair,
   type PrivateMariadb,
@@ -53,11 +53,7 @@ describe('locks on a PostgreSQL hot standby', function () {
 
   before(async function () {
     this.timeout(120_000);
-    const unavailable = privateServersUnavailable('postgres');
-    if (unavailable) {
-      console.log(`      skipped: ${unavailable}`);
-      this.skip();
-    }
+    skipWithoutPrivateServers(this, 'postgres');
     pair = await startPostgresPair();
     const primaryKnex = knexFactory({ client: 'pg', connection: pair.primary.url });
     await setUpFencing(primaryKnex);
@@ -168,11 +164,7 @@ for (const kind of ['read-only', 'galera'] as const) {
 
     before(async function () {
       this.timeout(120_000);
-      const unavailable = privateServersUnavailable(kind === 'galera' ? 'galera' : 'mariadb');
-      if (unavailable) {
-        console.log(`      skipped: ${unavailable}`);
-        this.skip();
-      }
+      skipWithoutPrivateServers(this, kind === 'galera' ? 'galera' : 'mariadb');
       server = await startMariadb(kind === 'galera' ? { galera: true } : { readOnly: true });
       knex = knexFactory({ client: 'mysql2', connection: server.url, pool: { min: 0, max: 2 } });
       conn = await mysql.createConnection({ uri: server.url });

@@ -43,6 +43,15 @@ export function privateServersUnavailable(kind: keyof typeof NEEDS): string | un
   return missing.length ? `not installed: ${missing.join(', ')}` : undefined;
 }
 
+/** Skips the suite of `context` (a `before` hook), saying why, where servers of `kind` cannot start. */
+export function skipWithoutPrivateServers(context: Mocha.Context, kind: keyof typeof NEEDS): void {
+  const unavailable = privateServersUnavailable(kind);
+  if (unavailable) {
+    console.log(`      skipped: ${unavailable}`);
+    context.skip();
+  }
+}
+
 const START_TIMEOUT_MS = 60_000;
 const CATCH_UP_TIMEOUT_MS = 30_000;
 const PROMOTE_TIMEOUT_MS = 30_000;
