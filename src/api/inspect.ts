@@ -79,3 +79,18 @@ export async function inspectLock(
   );
   return { held: holders.length > 0, holders, waiters };
 }
+
+/**
+ * @internal For each database key (as a lock's `actualKey` gives it), the session id of one
+ * holder or null when free, in one statement on one connection of `target`.
+ */
+export async function holderIdsOf(
+  target: LockTarget,
+  actualKeys: readonly (bigint | string)[],
+): Promise<(number | null)[]> {
+  const driver = detectTarget(target);
+  const dialect = dialectModule(driver.dialect).dialect as Dialect<unknown>;
+  return onOneConnection(driver, 'Inspecting the semaphore', (session) =>
+    dialect.holderIds(session, actualKeys),
+  );
+}

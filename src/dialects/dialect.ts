@@ -147,6 +147,8 @@ export interface Dialect<Key> {
    * reports them; takes and waits for no lock.
    */
   sessions(session: SqlSession, key: Key): Promise<LockSessions>;
+  /** For each key, the session id of one holder or null: one statement, takes no lock. */
+  holderIds(session: SqlSession, keys: readonly Key[]): Promise<(number | null)[]>;
 }
 
 /** Throws InvalidOptionError for a mode that `dialect`'s locks cannot take. */

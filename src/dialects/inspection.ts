@@ -52,6 +52,11 @@ export interface LockSessions {
 /** How one database family reports the holders and waiters of a lock key. Knows SQL, no driver. */
 export interface Inspection<Key> {
   sessions(session: SqlSession, key: Key): Promise<LockSessions>;
+  /**
+   * For each key, in order, the session id of a session holding it (the lowest, for shared
+   * holders), or null when it is free: one statement for all the keys.
+   */
+  holderIds(session: SqlSession, keys: readonly Key[]): Promise<(number | null)[]>;
 }
 
 export function textOrNull(value: unknown): string | null {

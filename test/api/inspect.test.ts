@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { createLock, inspectLock, PostgresLock } from '../../src/index.js';
+import { holderIdsOf } from '../../src/api/inspect.js';
 import { expectRejectCode } from '../support/expect.js';
 import { holdLock, openSession, type Session } from '../support/sessions.js';
 import { TARGET_KINDS, uniqueKey, type DialectName } from '../support/targets.js';
@@ -17,6 +18,28 @@ for (const dialect of DIALECTS) {
     after(() => observer.close());
     afterEach(async () => {
       await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+    });
+
+    it('names the holder of each of several keys in order, in one statement (null when free)', async () => {
+      // On PostgreSQL, a held key of each sign, as pg_locks splits them into unsigned halves.
+      const signOf = (key: string) =>
+        dialect === 'postgres' ? PostgresLock.convert(key) < 0n : false;
+      let a = uniqueKey('ids');
+      let c = uniqueKey('ids');
+      while (dialect === 'postgres' && !signOf(a)) a = uniqueKey('ids');
+      while (dialect === 'postgres' && signOf(c)) c = uniqueKey('ids');
+      const b = uniqueKey('ids');
+      const first = await holdLock(dialect, a);
+      const second = await holdLock(dialect, c);
+      cleanups.push(first.close, second.close);
+      const keys = [a, b, c, a].map((key) => createLock(observer.target, key).actualKey);
+      expect(await holderIdsOf(observer.target, keys)).to.deep.equal([
+        first.session.id,
+        null,
+        second.session.id,
+        first.session.id,
+      ]);
+      expect(await holderIdsOf(observer.target, [])).to.deep.equal([]);
     });
 
     it('reports a lock nobody holds as not held, with no holders', async () => {

@@ -3,7 +3,13 @@ import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import type { Knex } from 'knex';
 import pg from 'pg';
-import { createSemaphore, withSemaphore, type Semaphore } from '../../src/index.js';
+import {
+  createLock,
+  createSemaphore,
+  inspectLock,
+  withSemaphore,
+  type Semaphore,
+} from '../../src/index.js';
 import { databaseUrls } from '../support/databases.js';
 import { expectRejectCode, expectThrowCode, sleep } from '../support/expect.js';
 import { kindSuite } from '../support/kind-suite.js';
@@ -137,6 +143,72 @@ for (const kind of KINDS) {
       await expectRejectCode(narrow.acquire({ timeout: 1_000 }), 'ERR_DLOCK_INVALID_OPTION');
       expect(narrow.locked).to.equal(false);
       await Promise.all(wide.map((semaphore) => semaphore.release()));
+    });
+
+    it('a larger max is refused while a semaphore with a smaller max holds a slot', async () => {
+      const key = uniqueKey('sem');
+      const narrow = semaphoreOn(await suite.open(), key, 2);
+      expect(await narrow.acquire({ block: false })).to.equal(true);
+      const wide = semaphoreOn(await suite.open(), key, 4);
+      await expectRejectCode(wide.acquire({ block: false }), 'ERR_DLOCK_INVALID_OPTION');
+      expect(wide.locked).to.equal(false);
+      const target = await suite.open();
+      const held = await Promise.all(
+        wide.slotKeys.map(async (_, slot) => {
+          const seen = await inspectLock(target, `knex-dlock:semaphore:${key}:${slot}`);
+          return seen.held;
+        }),
+      );
+      expect(held.filter(Boolean), 'slots held after the refusal').to.have.length(1);
+      await narrow.release();
+    });
+
+    it('a smaller max is refused with free slots of its own, when a larger max holds one it can see', async () => {
+      const key = uniqueKey('sem');
+      const wide = await Promise.all(
+        [0, 1, 2, 3].map(async () => semaphoreOn(await suite.open(), key, 4)),
+      );
+      for (const semaphore of wide)
+        expect(await semaphore.acquire({ block: false })).to.equal(true);
+      // Keep only the holder of slot 1: slot 2 (beyond a max of 2) is then free.
+      await Promise.all(wide.filter((s) => s.slot !== 1).map((s) => s.release()));
+      const narrow = semaphoreOn(await suite.open(), key, 2);
+      await expectRejectCode(narrow.acquire({ block: false }), 'ERR_DLOCK_INVALID_OPTION');
+      expect(narrow.locked).to.equal(false);
+      const slot0 = await inspectLock(await suite.open(), `knex-dlock:semaphore:${key}:0`);
+      expect(slot0.held, 'slot 0 given back').to.equal(false);
+    });
+
+    it('a slot held without its marker for a moment (a holder between its two grants) is not refused', async () => {
+      const key = uniqueKey('sem');
+      const target = (await suite.open()) as Knex;
+      const slot0 = createLock(await suite.open(), `knex-dlock:semaphore:${key}:0`);
+      const marker0 = createLock(await suite.open(), `knex-dlock:semaphore:${key}:0:max:2`);
+      try {
+        expect(await slot0.acquire({ block: false })).to.equal(true);
+        const semaphore = semaphoreOn(target, key, 2);
+        // The first look at the holders answers: only then does the marker follow.
+        let looks = 0;
+        let marked: Promise<boolean> | undefined;
+        const isLook = (sql: string) => /ORDINALITY|IS_USED_LOCK\(\?\) AS h0/.test(sql);
+        const onResponse = (_: unknown, query: { sql: string }) => {
+          if (!isLook(query.sql)) return;
+          looks += 1;
+          marked ??= marker0.acquire({ block: false });
+        };
+        target.on('query-response', onResponse);
+        try {
+          expect(await semaphore.acquire({ block: false })).to.equal(true);
+        } finally {
+          target.off('query-response', onResponse);
+        }
+        expect(await marked, 'marker taken').to.equal(true);
+        expect(looks, 'looks at the holders').to.be.at.least(2);
+        expect(semaphore.slot).to.equal(1);
+        await semaphore.release();
+      } finally {
+        await Promise.all([slot0.close(), marker0.close()]);
+      }
     });
 
     it('withSemaphore runs the callback on a slot and gives it back; ERR_DLOCK_TIMEOUT when full', async () => {

@@ -8,7 +8,7 @@ import {
   type LockOptions,
 } from '../../lock/options.js';
 import { createLock, type LockTarget } from '../create-lock.js';
-import { Semaphore, slotKey } from './semaphore.js';
+import { markerKey, Semaphore, slotKey } from './semaphore.js';
 
 /** Options of {@link createSemaphore}: `max`, and `createLock`'s for every slot. */
 export interface SemaphoreOptions extends Omit<LockOptions, 'convert' | 'xact' | 'shared'> {
@@ -59,7 +59,15 @@ export function createSemaphore(
   const slots = Array.from({ length: max }, (_, slot) =>
     createLock(target, slotKey(key, slot), lockOptions),
   );
-  return new Semaphore(target, key, max, slots);
+  // A marker says which max its slot's holder gives; it is never fenced.
+  const markerOptions: LockOptions = { ...lockOptions };
+  delete markerOptions.fencing;
+  const markers = Array.from({ length: max }, (_, slot) =>
+    createLock(target, markerKey(key, slot, max), markerOptions),
+  );
+  // Only its database key is used: slot `max` is held only by a semaphore with a larger max.
+  const beyond = createLock(target, slotKey(key, max), markerOptions).actualKey;
+  return new Semaphore(target, key, max, { slots, markers, beyond });
 }
 
 /** Options of {@link withSemaphore}: the semaphore's and acquire's, together. */

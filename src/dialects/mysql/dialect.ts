@@ -208,4 +208,6 @@ export const mysqlDialect: Dialect<string> = {
   fencingStore: mysqlFencingStore,
 
   sessions: mysqlInspection.sessions,
+
+  holderIds: mysqlInspection.holderIds,
 };

@@ -59,4 +59,13 @@ export const mysqlInspection: Inspection<string> = {
       waiters: waiting.map((row) => toHolder(row, now)),
     };
   },
+
+  async holderIds(session, names) {
+    if (names.length === 0) return [];
+    // One IS_USED_LOCK per name, each bound; the aliases only number the columns.
+    const columns = names.map((_, i) => `IS_USED_LOCK(?) AS h${i}`).join(', ');
+    const [rows = []] = await session.query(`SELECT ${columns}`, names);
+    const row = rows[0] ?? {};
+    return names.map((_, i) => numberOrNull(row[`h${i}`]));
+  },
 };

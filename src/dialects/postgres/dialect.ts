@@ -224,6 +224,8 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
     fencingStore: postgresFencingStore,
 
     sessions: postgresInspection.sessions,
+
+    holderIds: postgresInspection.holderIds,
   };
 }
 

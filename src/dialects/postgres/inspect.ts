@@ -21,6 +21,26 @@ const HOLDERS_SQL = `
      AND l.classid::int8 = $1 AND l.objid::int8 = $2
    ORDER BY l.mode, l.pid`;
 
+/**
+ * A holder's pid for each key of an array, in order; the keys travel as two int8 array literals
+ * (high and low 32 bits), built from integers, bound as one parameter each.
+ */
+const HOLDER_IDS_SQL = `
+  SELECT k.i, min(l.pid) AS pid
+    FROM unnest($1::text::int8[], $2::text::int8[]) WITH ORDINALITY AS k(high, low, i)
+    LEFT JOIN pg_locks l
+      ON l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+     AND l.classid::int8 = k.high AND l.objid::int8 = k.low
+   GROUP BY k.i
+   ORDER BY k.i`;
+
+/** pg_locks's two halves of an int8 key, as unsigned decimals. */
+function halves(key: bigint): [string, string] {
+  const unsigned = BigInt.asUintN(64, key);
+  return [(unsigned >> 32n).toString(), (unsigned & 0xffffffffn).toString()];
+}
+
 function clientAddress(row: Row): string | null {
   const host = textOrNull(row.client_host);
   const port = numberOrNull(row.client_port);
@@ -59,13 +79,19 @@ function toHolder(row: Row): LockHolder {
 /** Who holds and who waits for a PostgreSQL advisory lock, from pg_locks and pg_stat_activity. */
 export const postgresInspection: Inspection<bigint> = {
   async sessions(session, key) {
-    const unsigned = BigInt.asUintN(64, key);
-    const high = (unsigned >> 32n).toString();
-    const low = (unsigned & 0xffffffffn).toString();
+    const [high, low] = halves(key);
     const [rows = []] = await session.query(HOLDERS_SQL, [high, low]);
     return {
       holders: rows.filter((row) => row.granted === true).map(toHolder),
       waiters: rows.filter((row) => row.granted !== true).map(toHolder),
     };
+  },
+
+  async holderIds(session, keys) {
+    if (keys.length === 0) return [];
+    const split = keys.map(halves);
+    const literal = (part: 0 | 1) => `{${split.map((pair) => pair[part]).join(',')}}`;
+    const [rows = []] = await session.query(HOLDER_IDS_SQL, [literal(0), literal(1)]);
+    return rows.map((row) => numberOrNull(row.pid));
   },
 };
