@@ -30,6 +30,8 @@
  *
  * - channels (~15 s): the diagnostics channels' cost with nobody subscribed (the subscriber
  *   check, timed alone) and the CPU per cycle with a subscriber on all three, against none.
+ * - cpu (~1 min): the library's process CPU per acquire + release cycle above the raw driver's
+ *   on the same connection (pg.Client, knex, mysql2 connection, knex on mysql2).
  *
  * Every ratio pairs the contender with its baseline round by round (both ran back to back in
  * the same round, interleaved) and reports the median of those per-round ratios.
@@ -39,6 +41,7 @@ import os from 'node:os';
 import pg from 'pg';
 import { channels } from './channels.js';
 import { connections } from './connections/index.js';
+import { cpu } from './cpu.js';
 import { fencing } from './fencing.js';
 import { handoffLatency } from './handoff.js';
 import { librarySource } from './library.js';
@@ -69,6 +72,7 @@ const QUESTIONS: Readonly<Record<string, (ctx: BenchContext) => Promise<void>>> 
   connections,
   fencing,
   channels,
+  cpu,
 };
 
 /** The names of the questions `--only a,b` (or `--only=a,b`) selects, else of all of them. */

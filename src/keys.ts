@@ -85,3 +85,23 @@ export function describe(value: unknown): string {
   if (typeof value === 'number') return `the number ${value}`;
   return `a ${typeof value}`;
 }
+
+/**
+ * `convert` for string keys, remembered for the last `size` distinct strings: a service locks
+ * the same few keys over and over, and hashing one on every `createLock` is measurable CPU.
+ * When full, the oldest entry goes; errors are not remembered.
+ */
+export function rememberedPerString<T>(
+  convert: (key: string) => T,
+  size = 4096,
+): (key: string) => T {
+  const memo = new Map<string, T>();
+  return (key) => {
+    const known = memo.get(key);
+    if (known !== undefined) return known;
+    const value = convert(key);
+    if (memo.size >= size) memo.delete(memo.keys().next().value as string);
+    memo.set(key, value);
+    return value;
+  };
+}

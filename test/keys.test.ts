@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { MysqlLock, PostgresLock } from '../src/index.js';
+import { rememberedPerString } from '../src/keys.js';
 import { expectThrowCode } from './support/expect.js';
 
 describe('PostgreSQL key conversion (sqlalchemy-dlock compatible)', () => {
@@ -136,5 +137,37 @@ describe('MySQL lock names (sqlalchemy-dlock compatible)', () => {
     for (const bad of ['', NaN, Infinity, null, {}, true]) {
       expectThrowCode(() => MysqlLock.convert(bad as never), 'ERR_DLOCK_INVALID_KEY');
     }
+  });
+});
+
+describe('string keys remembered per string', () => {
+  it('converts each string once while it is among the last `size`, and forgets the oldest', () => {
+    const calls: string[] = [];
+    const convert = rememberedPerString((key) => {
+      calls.push(key);
+      return key.length;
+    }, 2);
+    expect([convert('a'), convert('bb'), convert('a'), convert('bb')]).to.deep.equal([1, 2, 1, 2]);
+    expect(calls).to.deep.equal(['a', 'bb']);
+    convert('ccc'); // 'a' goes
+    convert('a');
+    expect(calls).to.deep.equal(['a', 'bb', 'ccc', 'a']);
+  });
+
+  it('remembers no error, and gives the same keys as before on both dialects', () => {
+    let fail = true;
+    const convert = rememberedPerString((key) => {
+      if (fail) throw new Error('no');
+      return key;
+    });
+    expect(() => convert('k')).to.throw('no');
+    fail = false;
+    expect(convert('k')).to.equal('k');
+    for (let round = 0; round < 2; round += 1) {
+      expect(PostgresLock.convert('hello')).to.equal(9022087748821825191n);
+      expect(MysqlLock.convert('x'.repeat(65))).to.match(/^x{39}~[0-9a-f]{24}$/);
+    }
+    expectThrowCode(() => MysqlLock.convert(''), 'ERR_DLOCK_INVALID_KEY');
+    expectThrowCode(() => MysqlLock.convert(''), 'ERR_DLOCK_INVALID_KEY');
   });
 });

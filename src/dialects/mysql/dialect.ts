@@ -1,6 +1,14 @@
 import type { Row, SqlSession } from '../../drivers/types.js';
 import { databaseError, InvalidKeyError } from '../../errors.js';
-import { decodeUtf8, describe, hashHex, isBytes, utf8, type LockKey } from '../../keys.js';
+import {
+  decodeUtf8,
+  describe,
+  hashHex,
+  isBytes,
+  rememberedPerString,
+  utf8,
+  type LockKey,
+} from '../../keys.js';
 import {
   cancelFromElsewhere,
   firstRowValue,
@@ -44,9 +52,9 @@ const RELEASE_LOCK = 'SELECT RELEASE_LOCK(?) AS released';
  * and `'a'` would be one lock; in the prefix a NUL shows as U+FFFD).
  */
 export function mysqlName(key: LockKey): string {
+  if (typeof key === 'string') return shortenedString(key);
   let name: string;
-  if (typeof key === 'string') name = key;
-  else if (isBytes(key)) name = decodeUtf8(key);
+  if (isBytes(key)) name = decodeUtf8(key);
   else if (typeof key === 'bigint') name = key.toString();
   else if (typeof key === 'number' && Number.isFinite(key)) name = String(key);
   else
@@ -55,6 +63,8 @@ export function mysqlName(key: LockKey): string {
     );
   return shortenName(name);
 }
+
+const shortenedString = rememberedPerString(shortenName);
 
 function shortenName(name: string): string {
   if (name.length === 0) {

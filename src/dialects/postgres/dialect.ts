@@ -1,6 +1,13 @@
 import { databaseError, LockDeadlockError, LockTableFullError } from '../../errors.js';
 import type { Row, SqlSession } from '../../drivers/types.js';
-import { ensureInt64, hashToInt64, isBytes, utf8, type LockKey } from '../../keys.js';
+import {
+  ensureInt64,
+  hashToInt64,
+  isBytes,
+  rememberedPerString,
+  utf8,
+  type LockKey,
+} from '../../keys.js';
 import {
   cancelFromElsewhere,
   errorCode,
@@ -36,8 +43,10 @@ const OUT_OF_SHARED_MEMORY = '53200';
 const CANNOT_CREATE = new Set(['42501', '25006']);
 
 /** PostgreSQL's key: a string or bytes hash to int64 (BLAKE2b-64, little-endian), integers pass. */
+const hashedString = rememberedPerString((key) => hashToInt64(utf8(key)));
+
 export function postgresKey(key: LockKey): bigint {
-  if (typeof key === 'string') return hashToInt64(utf8(key));
+  if (typeof key === 'string') return hashedString(key);
   if (isBytes(key)) return hashToInt64(key);
   if (typeof key === 'number' || typeof key === 'bigint') return ensureInt64(key);
   return ensureInt64(key satisfies never);
