@@ -180,6 +180,41 @@ for (const dialect of DIALECTS) {
       });
     }
 
+    it('a knex instance nobody listens to is sent no events; a listener on its client or added later hears them', async () => {
+      const emitted: string[] = [];
+      const client = knex.client as { emit: (event: string, ...args: unknown[]) => boolean };
+      const emit = client.emit;
+      client.emit = function (this: unknown, event: string, ...args: unknown[]) {
+        if ((args[0] as QueryEvent | undefined)?.source === 'knex-dlock') emitted.push(event);
+        if ((args[1] as QueryEvent | undefined)?.source === 'knex-dlock') emitted.push(event);
+        return emit.call(this, event, ...args);
+      };
+      try {
+        const lock = createLock(knex, uniqueKey());
+        const cycle = async () => {
+          expect(await lock.acquire({ block: false })).to.equal(true);
+          await lock.release();
+        };
+        await cycle();
+        expect(emitted, 'events with nobody listening').to.deep.equal([]);
+        const heard: string[] = [];
+        const onQuery = (query: QueryEvent) => heard.push(query.sql);
+        knex.client.on('query', onQuery);
+        try {
+          await cycle();
+        } finally {
+          knex.client.off('query', onQuery);
+        }
+        expect(heard, 'a listener on the client, added after the lock was made').to.have.length(2);
+        expect(emitted).to.include('query').and.include('query-response');
+        emitted.length = 0;
+        await cycle();
+        expect(emitted, 'once the listener is gone').to.deep.equal([]);
+      } finally {
+        client.emit = emit;
+      }
+    });
+
     it('a knex transaction reports its lock statements to the transaction and the instance, with its id', async () => {
       await knex.transaction(async (trx) => {
         const onTrx: QueryEvent[] = [];

@@ -13,6 +13,42 @@ const knexQueryDebug = createDebug('knex:query');
 /** The event side of a knex client. */
 export interface KnexEventClient {
   emit(event: string, ...args: unknown[]): boolean;
+  listenerCount?(event: string): number;
+}
+
+/** The event side of a knex instance, and the forwarders it put on its client. */
+interface KnexEventInstance {
+  readonly client: KnexEventClient;
+  listenerCount?(event: string): number;
+  readonly _internalListeners?: readonly { readonly eventName: string }[];
+}
+
+const REPORTED = ['query', 'query-response', 'query-error'] as const;
+
+/** Whether anything hears a statement reported on a session: decided per statement. */
+export type Heard = () => boolean;
+
+export const ALWAYS_HEARD: Heard = () => true;
+
+/**
+ * Whether anyone listens to the statements of a knex instance: the `knex:query` debug
+ * namespace, a listener on the instance, or one on its client beyond the forwarders knex put
+ * there itself. When nobody does, building and emitting the events is skipped (several µs of
+ * CPU per cycle). Transactions forward through listeners of their own, so their statements are
+ * always reported.
+ */
+export function heardThrough(knex: KnexEventInstance): Heard {
+  return () => {
+    if (knexQueryDebug.enabled) return true;
+    const internal = knex._internalListeners ?? [];
+    for (const event of REPORTED) {
+      if ((knex.listenerCount?.(event) ?? 1) > 0) return true;
+      let forwarders = 0;
+      for (const listener of internal) if (listener.eventName === event) forwarders += 1;
+      if ((knex.client.listenerCount?.(event) ?? forwarders + 1) > forwarders) return true;
+    }
+    return false;
+  };
 }
 
 /** The ids knex keeps on a connection it manages. */
@@ -26,6 +62,7 @@ export class KnexReportedSession implements SqlSession {
   constructor(
     readonly inner: SqlSession,
     readonly client: KnexEventClient,
+    readonly heard: Heard = ALWAYS_HEARD,
   ) {}
 
   get connection(): object {
@@ -57,6 +94,7 @@ export class KnexReportedSession implements SqlSession {
   }
 
   async query(sql: string, params?: readonly unknown[], name?: string): Promise<Row[][]> {
+    if (!this.heard()) return this.inner.query(sql, params, name);
     const { __knexUid, __knexTxId } = this.connection as KnexConnectionIds;
     const event = {
       __knexUid,

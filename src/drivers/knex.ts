@@ -4,7 +4,13 @@ import { openedPgLease, pgLease, pgSettings, type PgClientLike } from './pg.js';
 import { mysqlLease, openedMysqlLease, type MysqlConnectionLike } from './mysql2.js';
 import { CALLER_OWNED, type GiveBack, type SessionWrapper } from './lease.js';
 import { runBefore } from './run-before.js';
-import { KnexReportedSession, type KnexEventClient } from './knex-events.js';
+import {
+  ALWAYS_HEARD,
+  heardThrough,
+  KnexReportedSession,
+  type Heard,
+  type KnexEventClient,
+} from './knex-events.js';
 
 /** The parts of `knex.client` the library uses. */
 interface KnexClientLike extends KnexEventClient {
@@ -91,8 +97,8 @@ export function supportedKnexDriver(knex: KnexLike): KnexDriverName | undefined 
 }
 
 /** Statements on a knex target's connections are reported as knex reports its own. */
-function reportingTo(client: KnexEventClient): SessionWrapper {
-  return (session) => new KnexReportedSession(session, client);
+function reportingTo(client: KnexEventClient, heard: Heard = ALWAYS_HEARD): SessionWrapper {
+  return (session) => new KnexReportedSession(session, client, heard);
 }
 
 function leaseFor(
@@ -100,8 +106,9 @@ function leaseFor(
   driverName: KnexDriverName,
   connection: unknown,
   giveBack: GiveBack,
+  heard: Heard = ALWAYS_HEARD,
 ) {
-  return KNEX_DRIVERS[driverName].lease(connection, giveBack, reportingTo(client));
+  return KNEX_DRIVERS[driverName].lease(connection, giveBack, reportingTo(client, heard));
 }
 
 /** Watchers of each knex transaction's end, installed once per transaction. */
@@ -184,6 +191,7 @@ function refuseDiscarded(client: KnexClientLike): void {
  */
 export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
   const client = knex.client;
+  const heard = heardThrough(knex);
   return {
     dialect: KNEX_DRIVERS[driverName].dialect,
     description: `a knex instance (${driverName})`,
@@ -195,29 +203,38 @@ export function knexDriver(knex: KnexLike, driverName: KnexDriverName): Driver {
           ? poolTimeout(`The knex instance (${driverName})`, err)
           : err;
       });
-      return leaseFor(client, driverName, raw, {
-        release: async () => void (await client.releaseConnection(raw)),
-        async destroy() {
-          refuseDiscarded(client);
-          discarded.add(raw as object);
-          // knex marks a connection that ends as disposed, and prints that mark when its pool
-          // next looks at it; the pool drops this one through validateConnection instead.
-          Object.defineProperty(raw, '__knex__disposed', { set() {}, configurable: true });
-          await client.destroyRawConnection(raw).catch(() => undefined);
-          await client.releaseConnection(raw);
-          return true;
+      return leaseFor(
+        client,
+        driverName,
+        raw,
+        {
+          release: async () => void (await client.releaseConnection(raw)),
+          async destroy() {
+            refuseDiscarded(client);
+            discarded.add(raw as object);
+            // knex marks a connection that ends as disposed, and prints that mark when its pool
+            // next looks at it; the pool drops this one through validateConnection instead.
+            Object.defineProperty(raw, '__knex__disposed', { set() {}, configurable: true });
+            await client.destroyRawConnection(raw).catch(() => undefined);
+            await client.releaseConnection(raw);
+            return true;
+          },
         },
-      });
+        heard,
+      );
     },
     async open(settings) {
-      if (settings !== undefined) return openWithSettings(client, driverName, settings);
+      if (settings !== undefined) return openWithSettings(client, driverName, settings, heard);
       const raw = await client.acquireRawConnection();
       const close = async () =>
         void (await client.destroyRawConnection(raw).catch(() => undefined));
-      return leaseFor(client, driverName, raw, {
-        release: close,
-        destroy: async () => (await close(), true),
-      });
+      return leaseFor(
+        client,
+        driverName,
+        raw,
+        { release: close, destroy: async () => (await close(), true) },
+        heard,
+      );
     },
     // knex.destroy() calls client.destroy().
     whenEnding: (onEnding) => runBefore(client, 'destroy', onEnding),
@@ -229,6 +246,7 @@ function openWithSettings(
   client: KnexClientLike,
   driverName: KnexDriverName,
   settings: ConnectionSettings,
+  heard: Heard,
 ): Promise<ConnectionLease> {
-  return KNEX_DRIVERS[driverName].open(client.driver, settings, reportingTo(client));
+  return KNEX_DRIVERS[driverName].open(client.driver, settings, reportingTo(client, heard));
 }
