@@ -410,6 +410,9 @@ export async function startMariadb(options: MariadbOptions = {}): Promise<Privat
         '--auth-root-authentication-method=normal',
         '--skip-test-db',
         '--skip-name-resolve',
+        // Its own temporary files, not the shared /tmp, where another server starting or
+        // bootstrapping at the same moment may remove or reuse them.
+        `--tmpdir=${dir}`,
       ],
       { cwd: dir, what: 'initialise the MariaDB data directory' },
     ).then(throwIfFailed);
