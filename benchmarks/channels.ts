@@ -10,7 +10,15 @@ import diagnostics from 'node:diagnostics_channel';
 // The library's own check; channels are shared by name, so it sees the built library's too.
 import { acquireChannel, releaseChannel, traced } from '../src/diagnostics.js';
 import { createLock, type BaseLock } from './library.js';
-import { benchKey, closeRaw, pgClient, spread, type BenchContext } from './runner.js';
+import {
+  benchKey,
+  closeRaw,
+  cpuPerOperation,
+  pgClient,
+  spread,
+  type BenchContext,
+  type Contender,
+} from './runner.js';
 
 const QUESTION = '9. diagnostics channels';
 
@@ -27,15 +35,17 @@ function checkCost(n: number, samples: number): number[] {
   return out;
 }
 
-/** Microseconds of process CPU per acquire + release cycle, over `n` cycles. */
-async function cpuPerCycle(lock: BaseLock, n: number): Promise<number> {
-  const before = process.cpuUsage();
-  for (let i = 0; i < n; i += 1) {
-    if (!(await lock.acquire({ block: false }))) throw new Error('the lock was busy');
-    await lock.release();
-  }
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) / n;
+/** Acquire (a try) + release cycles of `lock`. */
+function tryCycles(lock: BaseLock): Contender {
+  return {
+    name: 'knex-dlock, acquire({ block: false }) + release',
+    async batch(n) {
+      for (let i = 0; i < n; i += 1) {
+        if (!(await lock.acquire({ block: false }))) throw new Error('the lock was busy');
+        await lock.release();
+      }
+    },
+  };
 }
 
 /** Subscribes a no-op to every event of the three channels; returns the unsubscribe. */
@@ -67,20 +77,20 @@ export async function channels(ctx: BenchContext): Promise<void> {
   ctx.log(`${QUESTION}: a pg.Client cycle, subscribed and not`);
   const client = await pgClient(ctx.pgUrl);
   try {
-    const lock = createLock(client, benchKey('channels'));
+    const cycles = tryCycles(createLock(client, benchKey('channels')));
     const rounds = ctx.quick ? 6 : 20;
     const perRound = ctx.quick ? 300 : 1_000;
-    await cpuPerCycle(lock, perRound);
+    await cpuPerOperation(cycles, perRound);
     const quiet: number[] = [];
     const heard: number[] = [];
     for (let round = 0; round < rounds; round += 1) {
       const order = round % 2 ? ['heard', 'quiet'] : ['quiet', 'heard'];
       for (const which of order) {
         if (which === 'quiet') {
-          quiet.push(await cpuPerCycle(lock, perRound));
+          quiet.push(await cpuPerOperation(cycles, perRound));
         } else {
           const unsubscribe = subscribeAll();
-          heard.push(await cpuPerCycle(lock, perRound));
+          heard.push(await cpuPerOperation(cycles, perRound));
           unsubscribe();
         }
       }

@@ -9,20 +9,12 @@
  */
 import { createLock, type BaseLock } from './library.js';
 import { rawContenders } from './raw.js';
-import { benchKey, spread, type BenchContext, type Contender } from './runner.js';
+import { benchKey, cpuPerOperation, spread, type BenchContext, type Contender } from './runner.js';
 import { TARGET_KINDS } from './targets.js';
 
 const QUESTION = '10. library CPU per cycle';
 /** The issue's bounds on the CPU above raw, per cycle, in µs. */
 const ABOVE_RAW_LIMIT: Readonly<Record<string, number>> = { 'pg.Client': 10, 'knex (pg)': 30 };
-
-/** Microseconds of process CPU per operation of `contender`, over `n` operations. */
-async function cpuPer(contender: Contender, n: number): Promise<number> {
-  const before = process.cpuUsage();
-  await contender.batch(n);
-  const used = process.cpuUsage(before);
-  return (used.user + used.system) / n;
-}
 
 function libraryCycles(lock: BaseLock): Contender {
   return {
@@ -54,15 +46,16 @@ export async function cpu(ctx: BenchContext): Promise<void> {
       const rounds = ctx.quick ? 6 : 20;
       const perRound = ctx.quick ? 300 : 1_000;
       // Warm up: connections opened, statements prepared, code optimised.
-      for (const contender of [library, ...raws]) await cpuPer(contender, perRound);
+      for (const contender of [library, ...raws]) await cpuPerOperation(contender, perRound);
       const mine: number[] = [];
       const raw: number[] = [];
       for (let round = 0; round < rounds; round += 1) {
         // The faster raw style of the round is the baseline, as for wall time.
         let best = Infinity;
-        if (round % 2 === 0) mine.push(await cpuPer(library, perRound));
-        for (const contender of raws) best = Math.min(best, await cpuPer(contender, perRound));
-        if (round % 2 === 1) mine.push(await cpuPer(library, perRound));
+        if (round % 2 === 0) mine.push(await cpuPerOperation(library, perRound));
+        for (const contender of raws)
+          best = Math.min(best, await cpuPerOperation(contender, perRound));
+        if (round % 2 === 1) mine.push(await cpuPerOperation(library, perRound));
         raw.push(best);
       }
       const above = mine.map((value, i) => value - raw[i]!);

@@ -46,6 +46,17 @@ export interface Contender {
   batch(n: number): Promise<void>;
 }
 
+/**
+ * Microseconds of process CPU (user + system, steadier than wall time on a loaded machine) per
+ * operation of `contender`, over `n` operations.
+ */
+export async function cpuPerOperation(contender: Contender, n: number): Promise<number> {
+  const before = process.cpuUsage();
+  await contender.batch(n);
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / n;
+}
+
 export function median(values: readonly number[]): number {
   return percentile(values, 50);
 }
