@@ -11,6 +11,7 @@ import {
   ServerLocalLockError,
 } from '../errors.js';
 import { traceServerWait } from '../trace.js';
+import type { StatementBatches } from './batches.js';
 import { waitOrGiveUp } from './give-up.js';
 import { pin, unpin, waitsByPolling } from './pinned.js';
 import { prepareSession } from './server-bound.js';
@@ -36,12 +37,14 @@ function leavesNothingHeld(err: unknown, mode: LockMode): boolean {
  * pooler, `pin`). When `request.signal` aborts, the server-side wait is cancelled from another
  * connection, and a grant that raced the cancel is unlocked again. The session is the
  * strategy's to give back or close afterwards, as the outcome says. `leasedWhole` says that
- * nothing but the library's locks runs on the session while it is lent to them.
+ * nothing but the library's locks runs on the session while it is lent to them. A try goes
+ * through `batches`, when given, to share a statement with other tries of the session.
  */
 export async function acquireOnSession<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
   leasedWhole: boolean,
+  batches?: StatementBatches,
 ): Promise<SessionOutcome> {
   if (request.signal.aborted) {
     return { kind: 'aborted', reason: request.signal.reason, clean: true };
@@ -54,7 +57,7 @@ export async function acquireOnSession<Key>(
   if (request.wait.kind !== 'try' && waitsByPolling(session, request)) {
     return pollBehindPooler(session, request, leasedWhole);
   }
-  return pinnedAttempt(session, request, leasedWhole);
+  return pinnedAttempt(session, request, leasedWhole, batches);
 }
 
 function failed(err: unknown, mode: LockMode): SessionOutcome {
@@ -99,13 +102,14 @@ async function pinnedAttempt<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
   leasedWhole: boolean,
+  batches?: StatementBatches,
 ): Promise<SessionOutcome> {
   try {
     await pin(session, request, leasedWhole);
   } catch (err) {
     return failed(err, request.mode);
   }
-  const outcome = await attemptOnSession(session, request);
+  const outcome = await attemptOnSession(session, request, batches);
   if (outcome.kind === 'acquired' || (outcome.kind !== 'busy' && !outcome.clean)) return outcome;
   // Nothing taken: the pin's transaction ends if nothing else holds the session.
   try {
@@ -121,6 +125,7 @@ async function pinnedAttempt<Key>(
 async function attemptOnSession<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
+  batches: StatementBatches | undefined,
 ): Promise<SessionOutcome> {
   const { signal, wait, dialect, key, mode } = request;
   if (signal.aborted) return { kind: 'aborted', reason: signal.reason, clean: true };
@@ -134,7 +139,10 @@ async function attemptOnSession<Key>(
   }
   let grant: Grant | false;
   try {
-    grant = await dialect.acquire(session, key, mode, wait, () => signal.aborted);
+    const cancelled = () => signal.aborted;
+    grant = await (wait.kind === 'try' && batches
+      ? batches.try(dialect, key, mode, cancelled)
+      : dialect.acquire(session, key, mode, wait, cancelled));
   } catch (err) {
     await cancelling;
     const clean = leavesNothingHeld(err, mode);

@@ -1,6 +1,7 @@
 import type { Dialect } from '../dialects/dialect.js';
 import type { ConnectionLease, SqlSession } from '../drivers/types.js';
 import type { HealthSchedule } from '../loss-detection.js';
+import { StatementBatches } from './batches.js';
 import { Counts } from './counts.js';
 import { HealthCheck } from './keepalive.js';
 import { unpin } from './pinned.js';
@@ -40,11 +41,15 @@ export class LockConnection {
   /** The dialect of its holds, which pings it. */
   #dialect: Dialect<unknown> | undefined;
 
+  /** Its tries and releases, gathered into one statement when several are queued. */
+  readonly batches: StatementBatches;
+
   constructor(
     readonly lease: ConnectionLease,
     readonly owner: LockConnectionOwner,
   ) {
     lease.watch((cause) => owner.failed(this, cause));
+    this.batches = new StatementBatches(lease.session);
   }
 
   get session(): SqlSession {
@@ -180,7 +185,7 @@ export class SharedHold<Key = unknown> implements Hold {
     let released: boolean;
     try {
       const { dialect, key, mode } = this.lock;
-      released = await dialect.release(connection.session, key, mode);
+      released = await connection.batches.release(dialect, key, mode);
       await unpin(connection.session);
     } catch (err) {
       // The unlock's fate is unknown: closing the connection frees it (and every other hold).

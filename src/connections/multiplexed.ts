@@ -129,7 +129,12 @@ export class MultiplexedConnections implements ConnectionStrategy {
     const connection = reserved;
     const wait = purpose === 'try' ? TRY : remainingWait(request.wait, deadline);
     connection.attempting(id);
-    const outcome = await acquireOnSession(connection.session, { ...request, wait }, true);
+    const outcome = await acquireOnSession(
+      connection.session,
+      { ...request, wait },
+      true,
+      connection.batches,
+    );
     connection.attempted(id);
     if (outcome.kind === 'acquired') {
       const hold = this.#grant(connection, id, request, outcome.grant.token);

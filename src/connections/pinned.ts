@@ -31,6 +31,11 @@ export function notePooled(session: SqlSession, pooled: boolean): void {
   if (pooled) session.memo.set(POOLED, true);
 }
 
+/** Whether the session's first lock found it behind a pooler. */
+export function behindPooler(session: SqlSession): boolean {
+  return session.memo.has(POOLED);
+}
+
 /**
  * Whether `request` runs on `session` as behind a transaction pooler: as its `pooler` option
  * says, else when a pooler was detected (which might pool transactions: the safe guess). Then

@@ -98,6 +98,36 @@ export interface Pinning {
   stay(session: SqlSession): void;
 }
 
+/** One lock of a batch: its key and mode. */
+export interface BatchItem<Key> {
+  readonly key: Key;
+  readonly mode: LockMode;
+}
+
+/**
+ * What a batched try answered for one key: its grant, false when the key was busy, or a
+ * promise of the grant when its fencing token must still be taken (which may reject for that
+ * key alone, with its grant undone).
+ */
+export type BatchedTry = Grant | false | Promise<Grant>;
+
+/**
+ * Several tries, or several releases, on one session in one statement. The keys of one batch
+ * are distinct, and the session holds none of the tried ones.
+ */
+export interface Batching<Key> {
+  /** Whether a lock in `mode` may join a batch. */
+  batches(mode: LockMode): boolean;
+  /**
+   * Tries every key without waiting, in one statement: one answer per key, in order. Resolves
+   * undefined when the statement failed as a whole and whatever it took was undone, so that
+   * each try can run on its own; rejects when what the session holds cannot be told.
+   */
+  tryAll(session: SqlSession, items: readonly BatchItem<Key>[]): Promise<BatchedTry[] | undefined>;
+  /** Releases every key in one statement: per key, whether the session held it. */
+  releaseAll(session: SqlSession, items: readonly BatchItem<Key>[]): Promise<boolean[]>;
+}
+
 /**
  * One database family: its SQL, key conversion, inspection, capabilities, cancel and ping, and
  * the meaning of its error codes. A dialect runs statements through a {@link SqlSession} and
@@ -149,6 +179,8 @@ export interface Dialect<Key> {
   sessions(session: SqlSession, key: Key): Promise<LockSessions>;
   /** For each key, the session id of one holder or null: one statement, takes no lock. */
   holderIds(session: SqlSession, keys: readonly Key[]): Promise<(number | null)[]>;
+  /** Tries and releases of many keys in one statement each, where the family can. */
+  readonly batching?: Batching<Key>;
 }
 
 /** Throws InvalidOptionError for a mode that `dialect`'s locks cannot take. */

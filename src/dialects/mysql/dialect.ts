@@ -17,6 +17,7 @@ import {
   type Dialect,
   type Wait,
 } from '../dialect.js';
+import { IN_TRANSACTION, mysqlBatching } from './batching.js';
 import { mysqlFencingStore, nextMysqlFencingToken } from './fencing.js';
 import { mysqlInspection } from './inspect.js';
 import { mysqlServerBounds } from './server-bounds.js';
@@ -31,14 +32,8 @@ const HASH_BYTES = 12;
 /** Seconds that both MySQL and MariaDB read as "wait forever" (MariaDB refuses negatives). */
 const FOREVER_SECONDS = 4294967295;
 const GET_LOCK = 'SELECT GET_LOCK(?, ?) AS acquired';
-/**
- * MariaDB's GET_LOCK for a fenced lock, which also says whether the session is in a
- * transaction, or has autocommit off so that the next write opens one: a fencing token cannot
- * be taken there (see fencing.ts). MySQL has no `@@in_transaction`; it asks with one statement
- * more.
- */
-const GET_LOCK_FENCED =
-  'SELECT GET_LOCK(?, ?) AS acquired, @@in_transaction OR NOT @@autocommit AS in_transaction';
+/** MariaDB's GET_LOCK for a fenced lock, which also says whether a token may be taken. */
+const GET_LOCK_FENCED = `SELECT GET_LOCK(?, ?) AS acquired, ${IN_TRANSACTION}`;
 const RELEASE_LOCK = 'SELECT RELEASE_LOCK(?) AS released';
 
 /**
@@ -220,4 +215,6 @@ export const mysqlDialect: Dialect<string> = {
   sessions: mysqlInspection.sessions,
 
   holderIds: mysqlInspection.holderIds,
+
+  batching: mysqlBatching({ fencedGrant, flavor: serverFlavor }),
 };

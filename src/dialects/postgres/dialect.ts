@@ -17,6 +17,7 @@ import {
   type LockMode,
   type Wait,
 } from '../dialect.js';
+import { postgresBatching } from './batching.js';
 import { grantOf, postgresFencingStore } from './fencing.js';
 import { backendPidOf, postgresPinning } from './pinning.js';
 import { postgresInspection } from './inspect.js';
@@ -235,6 +236,8 @@ function postgresDialectWith(prepared: boolean): Dialect<bigint> {
     sessions: postgresInspection.sessions,
 
     holderIds: postgresInspection.holderIds,
+
+    batching: postgresBatching(prepared),
   };
 }
 

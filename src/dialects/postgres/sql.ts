@@ -231,3 +231,55 @@ export function failedWaitCleanupSql(key: bigint, mode: LockMode, inTransaction:
   if (!mode.xact) parts.push(undoStrayGrantSql(key, mode));
   return parts.join('; ');
 }
+
+/**
+ * The lock function of each row of a batch: `t.k` its key, `t.s` whether shared. Rows run in
+ * the order of the arrays, one call each.
+ */
+function batchCall(attempt: 'try' | 'unlock'): string {
+  const exclusive = functionName({ shared: false, xact: false }, attempt);
+  const shared = functionName({ shared: true, xact: false }, attempt);
+  return `CASE WHEN t.s THEN ${shared}(t.k) ELSE ${exclusive}(t.k) END`;
+}
+
+/** The rows of a batch: keys, shared flags (and fenced flags) as array literals, bound. */
+function batchRows(fenced: boolean): string {
+  return fenced
+    ? 'unnest($1::text::int8[], $2::text::bool[], $3::text::bool[]) WITH ORDINALITY AS t(k, s, f, i)'
+    : 'unnest($1::text::int8[], $2::text::bool[]) WITH ORDINALITY AS t(k, s, i)';
+}
+
+/**
+ * Session-level tries of many keys in one statement, prepared once per connection: per row
+ * its ordinal `i` and `acquired`; the fenced variant also a `token` for each fenced grant. The
+ * subquery keeps the try out of the token's expression, so each runs exactly once.
+ */
+export const TRY_ALL: Statement = {
+  id: 'try_all',
+  text: `SELECT t.i, ${batchCall('try')} AS acquired FROM ${batchRows(false)}`,
+};
+
+export const FENCED_TRY_ALL: Statement = {
+  id: 'fenced_try_all',
+  text:
+    `SELECT g.i, g.acquired, CASE WHEN g.acquired AND g.f THEN ${NEXT_TOKEN} END AS token ` +
+    `FROM (SELECT t.i, t.f, ${batchCall('try')} AS acquired FROM ${batchRows(true)}) g`,
+};
+
+/** Session-level unlocks of many keys in one statement: per row `i` and `released`. */
+export const RELEASE_ALL: Statement = {
+  id: 'release_all',
+  text: `SELECT t.i, ${batchCall('unlock')} AS released FROM ${batchRows(false)}`,
+};
+
+/**
+ * After a batch of tries failed part way (a full lock table): unlocks the grants it made
+ * before the failure. The session held none of the batch's keys before, so any own grant of
+ * one in its mode is the failed statement's.
+ */
+export const UNDO_ALL: Statement = {
+  id: 'undo_all',
+  text:
+    `SELECT ${batchCall('unlock')} AS undone FROM ${batchRows(false)} ` +
+    `WHERE EXISTS (SELECT 1 FROM pg_locks WHERE ${ownGrantFilter('t.k', 't.s')})`,
+};
