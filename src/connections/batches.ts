@@ -3,6 +3,11 @@ import type { SqlSession } from '../drivers/types.js';
 import { behindPooler } from './pinned.js';
 
 const TRY: Wait = { kind: 'try' };
+/**
+ * Quiet microtasks before the batch that follows another: more than the continuations of a
+ * caller take from one answer to its next request (acquire answered, release asked).
+ */
+const AFTER_BATCH_QUIET = 48;
 
 interface Queued<T> {
   readonly dialect: Dialect<unknown>;
@@ -17,40 +22,51 @@ interface QueuedTry extends Queued<Grant | false> {
 
 type QueuedRelease = Queued<boolean>;
 
-/** The queued requests by dialect (one, but for locks with and without prepared statements). */
-function byDialect<T extends Queued<unknown>>(queued: readonly T[]): T[][] {
-  const first = queued[0]?.dialect;
-  if (queued.every((request) => request.dialect === first))
-    return queued.length ? [[...queued]] : [];
-  const groups = new Map<Dialect<unknown>, T[]>();
-  for (const request of queued) {
-    const group = groups.get(request.dialect);
-    if (group) group.push(request);
-    else groups.set(request.dialect, [request]);
-  }
+/** Requests of one dialect (a target's locks may differ in `preparedStatements`). */
+interface Group {
+  readonly dialect: Dialect<unknown>;
+  readonly releases: QueuedRelease[];
+  readonly tries: QueuedTry[];
+}
+
+function groupsOf(releases: readonly QueuedRelease[], tries: readonly QueuedTry[]): Group[] {
+  const groups = new Map<Dialect<unknown>, Group>();
+  const groupOf = (dialect: Dialect<unknown>) => {
+    let group = groups.get(dialect);
+    if (!group) groups.set(dialect, (group = { dialect, releases: [], tries: [] }));
+    return group;
+  };
+  for (const request of releases) groupOf(request.dialect).releases.push(request);
+  for (const request of tries) groupOf(request.dialect).tries.push(request);
   return [...groups.values()];
 }
 
 /**
  * The tries and releases of one lock connection, in as few statements as they allow: requests
- * made while a statement of theirs runs gather, and go as one statement (per kind) when it
- * ends; a request with nothing running goes at once, with those made in the same turn of the
- * job queue (one quiet microtask). A lone request never waits for company, and costs what it
- * cost unbatched: it runs the dialect's single statement.
+ * made while a statement of theirs runs gather, and go as one statement when it ends; a
+ * request with nothing running goes at once, with those made in the same turn of the job
+ * queue (it waits for one microtask without a new request). A lone request never waits for
+ * company, and runs the dialect's single statement, as unbatched.
  *
  * Each caller gets its own answer: a busy key is false for its caller alone, a fenced grant
- * whose token cannot be taken fails its caller alone, and a batch that fails as a whole, with
- * what it took undone, runs each try on its own. A batch of releases that fails rejects every
- * caller of it, as a failed release does: the connection is then closed, which frees the locks.
+ * whose token cannot be taken fails its caller alone, and tries that fail as a whole, with
+ * what they took undone, run again each on its own. When what the session holds can no longer
+ * be told (the connection failed), every caller of the batch is rejected, as a failed single
+ * statement would be: the connection is then closed, which frees its locks.
  */
 export class StatementBatches {
-  readonly #tries: QueuedTry[] = [];
-  readonly #releases: QueuedRelease[] = [];
+  #tries: QueuedTry[] = [];
+  #releases: QueuedRelease[] = [];
   #running = false;
   #scheduled = false;
   #arrivals = 0;
 
   constructor(readonly session: SqlSession) {}
+
+  /** Whether a batch is running or gathering: a try now would have company. */
+  get active(): boolean {
+    return this.#running || this.#scheduled;
+  }
 
   /** A try of `key`, which the session does not hold; resolves false if busy. */
   try<Key>(
@@ -59,16 +75,12 @@ export class StatementBatches {
     mode: LockMode,
     cancelled: () => boolean,
   ): Promise<Grant | false> {
-    if (!this.#batches(dialect, mode))
+    if (!this.#batches(dialect, mode)) {
       return dialect.acquire(this.session, key, mode, TRY, cancelled);
+    }
     return new Promise((resolve, reject) => {
-      this.#tries.push({
-        dialect: dialect as Dialect<unknown>,
-        item: { key, mode },
-        cancelled,
-        resolve,
-        reject,
-      });
+      const queued = { dialect: dialect as Dialect<unknown>, item: { key, mode } };
+      this.#tries.push({ ...queued, cancelled, resolve, reject });
       this.#arrived();
     });
   }
@@ -88,7 +100,7 @@ export class StatementBatches {
   }
 
   #batches(dialect: Dialect<unknown>, mode: LockMode): boolean {
-    // Behind a pooler the pin's transaction would abort with a failed batch, and every hold with it.
+    // Behind a pooler, a failed batch would abort the pin's transaction, and every hold with it.
     return (
       dialect.batching?.batches(mode) === true &&
       !behindPooler(this.session) &&
@@ -103,10 +115,11 @@ export class StatementBatches {
     this.#whenQuiet(this.#arrivals);
   }
 
-  /** Flushes once a microtask passes without another request. */
-  #whenQuiet(seen: number): void {
+  /** Flushes once `quiet` microtasks in a row pass without another request. */
+  #whenQuiet(seen: number, quiet = 1, left = quiet): void {
     queueMicrotask(() => {
-      if (this.#arrivals !== seen) return this.#whenQuiet(this.#arrivals);
+      if (this.#arrivals !== seen) return this.#whenQuiet(this.#arrivals, quiet);
+      if (left > 1) return this.#whenQuiet(seen, quiet, left - 1);
       this.#scheduled = false;
       void this.#flush();
     });
@@ -114,56 +127,56 @@ export class StatementBatches {
 
   async #flush(): Promise<void> {
     this.#running = true;
-    const releases = this.#releases.splice(0);
+    const releases = this.#releases;
     const tries: QueuedTry[] = [];
-    for (const request of this.#tries.splice(0)) {
+    for (const request of this.#tries) {
       // Given up before it was sent: it takes nothing.
       if (request.cancelled()) request.resolve(false);
       else tries.push(request);
     }
-    await Promise.all([
-      ...byDialect(releases).map((group) => this.#releaseAll(group)),
-      ...byDialect(tries).map((group) => this.#tryAll(group)),
-    ]);
+    this.#releases = [];
+    this.#tries = [];
+    const first = releases[0] ?? tries[0];
+    if (first && releases.length + tries.length === 1) await this.#alone(first);
+    else await Promise.all(groupsOf(releases, tries).map((group) => this.#run(group)));
     this.#running = false;
-    if (this.#tries.length > 0 || this.#releases.length > 0) void this.#flush();
+    // The callers just answered ask again once their continuations have run, some microtasks
+    // on: the next batch waits for them a little longer, so that they join those that waited
+    // for this one (a few microseconds, against the round trip those already waited).
+    if (this.#tries.length > 0 || this.#releases.length > 0) {
+      this.#scheduled = true;
+      this.#whenQuiet(this.#arrivals, AFTER_BATCH_QUIET);
+    }
   }
 
-  async #tryAll(group: QueuedTry[]): Promise<void> {
-    const { dialect } = group[0]!;
-    if (group.length > 1) {
-      try {
-        const answers = await dialect.batching!.tryAll(
-          this.session,
-          group.map((r) => r.item),
-        );
-        if (answers) return group.forEach((request, i) => request.resolve(answers[i]!));
-      } catch (err) {
-        return group.forEach((request) => request.reject(err));
-      }
+  /** A request with no company: the dialect's single statement. */
+  #alone(request: QueuedTry | QueuedRelease): Promise<void> {
+    const { dialect, item } = request;
+    if ('cancelled' in request) {
+      return dialect
+        .acquire(this.session, item.key, item.mode, TRY, request.cancelled)
+        .then(request.resolve, request.reject);
     }
-    // Alone, or after a batch that failed as a whole and took nothing: each on its own.
-    await Promise.all(
-      group.map(({ item, cancelled, resolve, reject }) =>
-        dialect.acquire(this.session, item.key, item.mode, TRY, cancelled).then(resolve, reject),
-      ),
-    );
+    return dialect.release(this.session, item.key, item.mode).then(request.resolve, request.reject);
   }
 
-  async #releaseAll(group: QueuedRelease[]): Promise<void> {
-    const { dialect } = group[0]!;
-    if (group.length === 1) {
-      const { item, resolve, reject } = group[0]!;
-      return dialect.release(this.session, item.key, item.mode).then(resolve, reject);
-    }
+  async #run({ dialect, releases, tries }: Group): Promise<void> {
+    if (releases.length + tries.length === 1) return this.#alone(releases[0] ?? tries[0]!);
+    let answers;
     try {
-      const released = await dialect.batching!.releaseAll(
+      answers = await dialect.batching!.run(
         this.session,
-        group.map((r) => r.item),
+        releases.map((request) => request.item),
+        tries.map((request) => request.item),
       );
-      group.forEach((request, i) => request.resolve(released[i]!));
     } catch (err) {
-      group.forEach((request) => request.reject(err));
+      for (const request of [...releases, ...tries]) request.reject(err);
+      return;
     }
+    releases.forEach((request, i) => request.resolve(answers.released[i]!));
+    const { tried } = answers;
+    if (tried) return tries.forEach((request, i) => request.resolve(tried[i]!));
+    // The tries failed as a whole and took nothing: each runs on its own.
+    await Promise.all(tries.map((request) => this.#alone(request)));
   }
 }

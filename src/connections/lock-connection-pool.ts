@@ -91,9 +91,14 @@ export class LockConnectionPool implements LockConnectionOwner {
   reserveFree(purpose: Purpose, id: string): LockConnection | undefined {
     let chosen: LockConnection | undefined;
     if (purpose === 'try') {
-      // The least busy connection; among equals the one holding most, so that others empty.
+      // A connection gathering a batch of tries, which this one joins at no cost; else the
+      // least busy connection; among equals the one holding most, so that others empty.
       for (const c of this.#connections) {
         if (c.closed || c.waiting || c.holdsKey(id)) continue;
+        if (c.batches.active) {
+          chosen = c;
+          break;
+        }
         if (
           !chosen ||
           c.running < chosen.running ||
@@ -112,6 +117,12 @@ export class LockConnectionPool implements LockConnectionOwner {
     }
     if (chosen) this.#markReserved(chosen, purpose);
     return chosen;
+  }
+
+  /** Whether no statement runs or is reserved on any lock connection. */
+  idle(): boolean {
+    for (const c of this.#connections) if (c.running > 0) return false;
+    return this.#opening === 0;
   }
 
   /** Whether a blocking wait could have a connection at once. */

@@ -65,8 +65,11 @@ export class MultiplexedConnections implements ConnectionStrategy {
     const blocking = request.wait.kind !== 'try';
     if (!this.#queues.has(id) && !this.#conflicts(id, request.mode.shared)) {
       // A connection that holds nothing can wait at once: one round trip, whatever the outcome.
-      // A key that this process is trying already is likely contended: queue behind the try.
-      if (blocking && (this.#pool.freeForWait() || this.#trying.has(id))) {
+      // But while other statements run, a try joins their batch at no cost of its own (most
+      // keys are free), where a wait would take a connection for itself. A key that this
+      // process is trying already is likely contended: queue behind the try.
+      const waitAtOnce = this.#pool.freeForWait() && this.#pool.idle();
+      if (blocking && (waitAtOnce || this.#trying.has(id))) {
         return this.#queues.enqueue(request, id, deadline);
       }
       // Another lock object's try of this key is on its way: if it wins, this one would lose,

@@ -111,21 +111,34 @@ export interface BatchItem<Key> {
  */
 export type BatchedTry = Grant | false | Promise<Grant>;
 
+/** What one batch statement answered, in the order of its requests. */
+export interface BatchAnswers {
+  /** Per release, whether the session held the key. */
+  readonly released: readonly boolean[];
+  /**
+   * Per try, its answer; undefined when the tries failed as a whole and what they took was
+   * undone, so that each can run on its own.
+   */
+  readonly tried: readonly BatchedTry[] | undefined;
+}
+
 /**
- * Several tries, or several releases, on one session in one statement. The keys of one batch
- * are distinct, and the session holds none of the tried ones.
+ * Releases and tries of many keys on one session in one statement. The keys of one batch are
+ * distinct, and the session holds none of the tried ones.
  */
 export interface Batching<Key> {
   /** Whether a lock in `mode` may join a batch. */
   batches(mode: LockMode): boolean;
   /**
-   * Tries every key without waiting, in one statement: one answer per key, in order. Resolves
-   * undefined when the statement failed as a whole and whatever it took was undone, so that
-   * each try can run on its own; rejects when what the session holds cannot be told.
+   * Runs the releases, then the tries (without waiting), in one statement. Rejects when what
+   * the session holds can no longer be told: the connection failed, or the statement failed
+   * where a release may or may not have run.
    */
-  tryAll(session: SqlSession, items: readonly BatchItem<Key>[]): Promise<BatchedTry[] | undefined>;
-  /** Releases every key in one statement: per key, whether the session held it. */
-  releaseAll(session: SqlSession, items: readonly BatchItem<Key>[]): Promise<boolean[]>;
+  run(
+    session: SqlSession,
+    releases: readonly BatchItem<Key>[],
+    tries: readonly BatchItem<Key>[],
+  ): Promise<BatchAnswers>;
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
- * Tries and releases of many named locks in one `SELECT` (see `Batching`): one bound
- * `GET_LOCK(?, 0)` or `RELEASE_LOCK(?)` per name, evaluated left to right. A fenced grant then
+ * Releases and tries of many named locks in one `SELECT` (see `Batching`): one bound
+ * `RELEASE_LOCK(?)` or `GET_LOCK(?, 0)` per name, evaluated left to right. A fenced grant then
  * takes its token on its own, as a single fenced try does.
  */
 import { databaseError } from '../../errors.js';
@@ -15,19 +15,6 @@ import { getLockValueOutcome } from './outcomes.js';
  */
 export const IN_TRANSACTION = '@@in_transaction OR NOT @@autocommit AS in_transaction';
 
-/** The statement text for `count` names, made once per count. */
-function selectOf(cache: Map<string, string>, call: string, count: number, extra = ''): string {
-  const id = `${call}:${count}:${extra}`;
-  let sql = cache.get(id);
-  if (sql === undefined) {
-    const args = call === 'GET_LOCK' ? '?, 0' : '?';
-    const columns = Array.from({ length: count }, (_, i) => `${call}(${args}) AS r${i}`);
-    sql = `SELECT ${columns.join(', ')}${extra ? `, ${extra}` : ''}`;
-    cache.set(id, sql);
-  }
-  return sql;
-}
-
 /** What a batch needs of the MySQL dialect: its fenced grant, and the server's flavor. */
 export interface MysqlBatchingParts {
   fencedGrant(
@@ -38,52 +25,58 @@ export interface MysqlBatchingParts {
   flavor(session: SqlSession): 'mysql' | 'mariadb' | undefined;
 }
 
+const isOne = (value: unknown) => value === 1 || value === 1n;
+
 export function mysqlBatching(parts: MysqlBatchingParts): Batching<string> {
-  const statements = new Map<string, string>();
-  const values = (rows: Row[][]) => rows[0]?.[0] ?? {};
+  /** Statement texts by shape: so many releases, so many tries, whether it asks for the transaction. */
+  const texts = new Map<string, string>();
+  function textOf(releases: number, tries: number, asks: boolean): string {
+    const id = `${releases}:${tries}:${asks}`;
+    let text = texts.get(id);
+    if (text === undefined) {
+      const columns: string[] = [];
+      for (let i = 0; i < releases + tries; i += 1) {
+        columns.push(i < releases ? `RELEASE_LOCK(?) AS r${i}` : `GET_LOCK(?, 0) AS r${i}`);
+      }
+      if (asks) columns.push(IN_TRANSACTION);
+      text = `SELECT ${columns.join(', ')}`;
+      texts.set(id, text);
+    }
+    return text;
+  }
+
   return {
     batches: () => true,
 
-    async tryAll(session, items) {
-      const names = items.map((item) => item.key);
-      const fenced = items.some((item) => item.mode.fencing === true);
-      const asksTransaction = fenced && parts.flavor(session) === 'mariadb';
+    async run(session, releases, tries) {
+      const names = [...releases, ...tries].map((item) => item.key);
+      const asks = parts.flavor(session) === 'mariadb' && tries.some((t) => t.mode.fencing);
       let row: Row;
       try {
-        row = values(
-          await session.query(
-            selectOf(statements, 'GET_LOCK', names.length, asksTransaction ? IN_TRANSACTION : ''),
-            names,
-          ),
-        );
-      } catch {
+        const [rows = []] = await session.query(textOf(releases.length, tries.length, asks), names);
+        row = rows[0] ?? {};
+      } catch (err) {
+        // A release may or may not have run: what the session holds cannot be told.
+        if (releases.length > 0) throw err;
         // Named locks outlive a failed statement: the names before the failure are held.
         // RELEASE_LOCK of a name this session does not hold changes nothing.
         await session
-          .query(selectOf(statements, 'RELEASE_LOCK', names.length), names)
+          .query(textOf(names.length, 0, false), names)
           .catch((undoErr: unknown) =>
             Promise.reject(databaseError('Undoing a failed batch of tries', undoErr)),
           );
-        return undefined;
+        return { released: [], tried: undefined };
       }
-      const inTransaction = asksTransaction ? row.in_transaction == 1 : undefined;
-      return names.map((name, i): BatchedTry => {
-        const outcome = getLockValueOutcome(row[`r${i}`], false, name);
-        if (outcome.kind === 'not-acquired') return false;
-        if (outcome.kind === 'failed') return Promise.reject(outcome.error);
-        return items[i]!.mode.fencing ? parts.fencedGrant(session, name, inTransaction) : GRANTED;
-      });
-    },
-
-    async releaseAll(session, items) {
-      const names = items.map((item) => item.key);
-      const row = values(
-        await session.query(selectOf(statements, 'RELEASE_LOCK', names.length), names),
-      );
-      return names.map((_, i) => {
-        const value = row[`r${i}`];
-        return value === 1 || value === 1n;
-      });
+      const inTransaction = asks ? row.in_transaction == 1 : undefined;
+      return {
+        released: releases.map((_, i) => isOne(row[`r${i}`])),
+        tried: tries.map(({ key: name, mode }, i): BatchedTry => {
+          const outcome = getLockValueOutcome(row[`r${releases.length + i}`], false, name);
+          if (outcome.kind === 'not-acquired') return false;
+          if (outcome.kind === 'failed') return Promise.reject(outcome.error);
+          return mode.fencing ? parts.fencedGrant(session, name, inTransaction) : GRANTED;
+        }),
+      };
     },
   };
 }

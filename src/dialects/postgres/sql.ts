@@ -232,54 +232,53 @@ export function failedWaitCleanupSql(key: bigint, mode: LockMode, inTransaction:
   return parts.join('; ');
 }
 
-/**
- * The lock function of each row of a batch: `t.k` its key, `t.s` whether shared. Rows run in
- * the order of the arrays, one call each.
- */
+/** A session-level lock function on row `t` of a batch: `t.k` its key, `t.s` whether shared. */
 function batchCall(attempt: 'try' | 'unlock'): string {
   const exclusive = functionName({ shared: false, xact: false }, attempt);
   const shared = functionName({ shared: true, xact: false }, attempt);
   return `CASE WHEN t.s THEN ${shared}(t.k) ELSE ${exclusive}(t.k) END`;
 }
 
-/** The rows of a batch: keys, shared flags (and fenced flags) as array literals, bound. */
+/** Each row unlocks when `t.r`, else tries. */
+const BATCH_CALL = `CASE WHEN t.r THEN ${batchCall('unlock')} ELSE ${batchCall('try')} END`;
+
+/**
+ * The rows of a batch, from array literals bound as parameters: keys, shared flags, release
+ * flags (and fenced flags), with their ordinal `i`. Rows run in the order of the arrays.
+ */
 function batchRows(fenced: boolean): string {
-  return fenced
-    ? 'unnest($1::text::int8[], $2::text::bool[], $3::text::bool[]) WITH ORDINALITY AS t(k, s, f, i)'
-    : 'unnest($1::text::int8[], $2::text::bool[]) WITH ORDINALITY AS t(k, s, i)';
+  const arrays = ['$1::text::int8[]', '$2::text::bool[]', '$3::text::bool[]'];
+  if (fenced) arrays.push('$4::text::bool[]');
+  return `unnest(${arrays.join(', ')}) WITH ORDINALITY AS t(k, s, r, ${fenced ? 'f, ' : ''}i)`;
 }
 
 /**
- * Session-level tries of many keys in one statement, prepared once per connection: per row
- * its ordinal `i` and `acquired`; the fenced variant also a `token` for each fenced grant. The
- * subquery keeps the try out of the token's expression, so each runs exactly once.
+ * Session-level unlocks and tries of many keys in one statement, prepared once per connection:
+ * per row its ordinal `i` and `ok` (released, or acquired); the fenced variant also a `token`
+ * for each fenced grant. The subquery keeps the lock call out of the token's expression, so
+ * each runs exactly once.
  */
-export const TRY_ALL: Statement = {
-  id: 'try_all',
-  text: `SELECT t.i, ${batchCall('try')} AS acquired FROM ${batchRows(false)}`,
+export const BATCH: Statement = {
+  id: 'batch',
+  text: `SELECT t.i, ${BATCH_CALL} AS ok FROM ${batchRows(false)}`,
 };
 
-export const FENCED_TRY_ALL: Statement = {
-  id: 'fenced_try_all',
+export const FENCED_BATCH: Statement = {
+  id: 'fenced_batch',
   text:
-    `SELECT g.i, g.acquired, CASE WHEN g.acquired AND g.f THEN ${NEXT_TOKEN} END AS token ` +
-    `FROM (SELECT t.i, t.f, ${batchCall('try')} AS acquired FROM ${batchRows(true)}) g`,
-};
-
-/** Session-level unlocks of many keys in one statement: per row `i` and `released`. */
-export const RELEASE_ALL: Statement = {
-  id: 'release_all',
-  text: `SELECT t.i, ${batchCall('unlock')} AS released FROM ${batchRows(false)}`,
+    `SELECT g.i, g.ok, CASE WHEN g.ok AND g.f THEN ${NEXT_TOKEN} END AS token ` +
+    `FROM (SELECT t.i, t.f, ${BATCH_CALL} AS ok FROM ${batchRows(true)}) g`,
 };
 
 /**
- * After a batch of tries failed part way (a full lock table): unlocks the grants it made
- * before the failure. The session held none of the batch's keys before, so any own grant of
- * one in its mode is the failed statement's.
+ * After a batch failed part way (a full lock table): unlocks the grants its tries made before
+ * the failure. `$1` / `$2` are the tries' keys and shared flags. The session held none of them
+ * before, so any own grant of one in its mode is the failed statement's.
  */
-export const UNDO_ALL: Statement = {
-  id: 'undo_all',
+export const UNDO_TRIES: Statement = {
+  id: 'undo_tries',
   text:
-    `SELECT ${batchCall('unlock')} AS undone FROM ${batchRows(false)} ` +
+    `SELECT ${batchCall('unlock')} AS undone ` +
+    `FROM unnest($1::text::int8[], $2::text::bool[]) AS t(k, s) ` +
     `WHERE EXISTS (SELECT 1 FROM pg_locks WHERE ${ownGrantFilter('t.k', 't.s')})`,
 };
