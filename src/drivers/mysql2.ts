@@ -32,6 +32,8 @@ export interface MysqlConnectionLike extends ConnectionEmitter {
   ping(callback: (err?: Error | null) => void): void;
   end(callback?: (err?: Error | null) => void): unknown;
   _handshakePacket?: { serverVersion?: string } | null;
+  /** mysql2's socket. */
+  readonly stream?: { once(event: 'close', listener: () => void): unknown; destroy(): void };
   /** The protocol state of a connection of the older mysql driver (mysqljs); mysql2 has none. */
   _protocol?: MysqljsProtocol;
 }
@@ -95,14 +97,39 @@ function handshakeVersion(connection: MysqlConnectionLike): string | undefined {
   return typeof version === 'string' ? version : undefined;
 }
 
+/** The statements of each mysql2 connection still waiting for their answer. */
+const unanswered = new WeakMap<MysqlConnectionLike, Set<(err: Error) => void>>();
+
+/**
+ * Where the statements of `connection` wait for their answer: mysql2 never calls them back once
+ * its socket is destroyed (as a connection cut short by a silent fault is), so they fail when
+ * it closes. mysqljs fails them itself.
+ */
+function unansweredOf(connection: MysqlConnectionLike): Set<(err: Error) => void> | undefined {
+  let waiting = unanswered.get(connection);
+  if (!waiting && connection.stream) {
+    const created = new Set<(err: Error) => void>();
+    waiting = created;
+    unanswered.set(connection, created);
+    connection.stream.once('close', () => {
+      const err = new Error('The connection closed before the server answered.');
+      for (const fail of [...created]) fail(err);
+    });
+  }
+  return waiting;
+}
+
 /** Runs `sql` on a callback-style connection and resolves its rows (or its OK packet's row). */
 function queryOn(
   connection: MysqlConnectionLike,
   sql: string,
   params?: readonly unknown[],
 ): Promise<Row[][]> {
+  const waiting = unansweredOf(connection);
   return new Promise<Row[][]>((resolve, reject) => {
+    waiting?.add(reject);
     connection.query(sql, (params ?? []) as unknown[], (err, rows) => {
+      waiting?.delete(reject);
       if (err) reject(err);
       else resolve([Array.isArray(rows) ? (rows as Row[]) : statusRows(rows)]);
     });
@@ -191,13 +218,23 @@ export function mysqlLease(
 }
 
 /**
- * What cuts a closing connection short. mysqljs answers a pending end() (knex closes its
+ * What cuts a closing connection short. mysql2's destroy() ends the socket gracefully, which a
+ * server behind a partition never acknowledges: its socket is destroyed too, which also fails
+ * the statements still waiting for an answer (see `unansweredOf`). mysqljs answers a pending end() (knex closes its
  * connections so) only when the socket reports its end, which its destroy() never does: the
  * end is reported as the server closing the connection would, else end() would hang.
  */
 function closer(connection: MysqlConnectionLike): SocketLike {
   const protocol = connection._protocol;
-  if (!protocol) return connection;
+  if (!protocol) {
+    // mysql2's destroy() only ends the socket, which waits for a server that may never answer.
+    return {
+      destroy() {
+        connection.destroy();
+        connection.stream?.destroy();
+      },
+    };
+  }
   return {
     destroy() {
       connection.destroy();

@@ -217,6 +217,50 @@ for (const dialect of ['postgres', 'mysql'] as const) {
         await knex.close();
       }
     });
+
+    it('a batch of releases sent as its lock connection goes silent: each release rejects ERR_DLOCK_LOST, every key is freed', async () => {
+      const knex = openTarget(dialect, 'knex', (await urlOf(dialect)).href);
+      const free = 6_000;
+      configureLockConnections(knex.target, { max: 1, lossDetection: { free } });
+      const counter = countTraffic(knex.target);
+      try {
+        const locks = Array.from({ length: 5 }, () => createLock(knex.target, uniqueKey('batch')));
+        // Taken at once: one batch, on the one lock connection.
+        const acquired = await Promise.all(locks.map((lock) => lock.acquire({ block: false })));
+        expect(acquired).to.deep.equal(locks.map(() => true));
+        locks.forEach(recordLoss);
+        const port = await holderPort(observer, String(locks[0]!.key));
+        const hole = blackHole(port, Number((await urlOf(dialect)).port));
+        try {
+          counter.takeCalls();
+          const outcomes = await Promise.allSettled(locks.map((lock) => lock.release()));
+          const unlocks = counter
+            .takeCalls()
+            .filter((call) => /unlock|RELEASE_LOCK/i.test(call.sql));
+          expect(unlocks, 'one statement for the five releases').to.have.length(1);
+          for (const outcome of outcomes) {
+            expect(outcome.status).to.equal('rejected');
+            expect((outcome as PromiseRejectedResult).reason).to.have.property(
+              'code',
+              'ERR_DLOCK_LOST',
+            );
+          }
+          for (const lock of locks) {
+            expect(lock.signal!.aborted).to.equal(true);
+            await takenAt(observer, String(lock.key), free + 5_000);
+          }
+        } finally {
+          hole.close();
+        }
+        // The next lock gets a new lock connection.
+        const next = createLock(knex.target, uniqueKey('batch-next'));
+        expect(await next.acquire({ block: false })).to.equal(true);
+        await next.release();
+      } finally {
+        counter.detach();
+        await knex.close();
+      }
+    });
   });
 }
 

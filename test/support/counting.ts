@@ -87,6 +87,11 @@ export class TrafficCounter {
   #counted = new WeakSet<object>();
   #unhooks: (() => void)[] = [];
   #failure: Error | undefined;
+  /**
+   * Called with each query call once the driver has it, before any answer can arrive: a test
+   * can act while the statement is on its way.
+   */
+  onSent: ((call: QueryCall) => void) | undefined;
 
   /** Totals so far; throws if the wire could not be parsed, so that a count is never a guess. */
   snapshot(): TrafficCounts {
@@ -298,14 +303,25 @@ export class TrafficCounter {
             ? sql
             : ((sql as { text?: string; sql?: string } | null)?.text ??
               (sql as { sql?: string } | null)?.sql);
-        this.#calls.push({
-          sql: String(text),
-          params: Array.isArray(params) ? [...params] : undefined,
-        });
+        // pg's named statements carry their values in the config object.
+        const values = Array.isArray(params)
+          ? params
+          : (sql as { values?: unknown } | null)?.values;
+        const call = { sql: String(text), params: Array.isArray(values) ? [...values] : undefined };
+        this.#calls.push(call);
+        return call;
       };
+      const sent = (call: QueryCall) => this.onSent?.(call);
       target[name] = function (this: unknown, sql: unknown, params: unknown, ...rest: unknown[]) {
-        record(sql, params);
-        return (original as (...args: unknown[]) => unknown).call(this, sql, params, ...rest);
+        const call = record(sql, params);
+        const result = (original as (...args: unknown[]) => unknown).call(
+          this,
+          sql,
+          params,
+          ...rest,
+        );
+        sent(call);
+        return result;
       };
       restores.push(() => {
         if (hadOwn) target[name] = original;
