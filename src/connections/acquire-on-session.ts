@@ -50,7 +50,9 @@ export async function acquireOnSession<Key>(
     return { kind: 'aborted', reason: request.signal.reason, clean: true };
   }
   try {
-    await prepareSession(session, request);
+    // Awaited only when there is something to do: the first lock on a session.
+    const preparing = prepareSession(session, request);
+    if (preparing) await preparing;
   } catch (err) {
     return failed(err, request.mode);
   }
@@ -105,7 +107,8 @@ async function pinnedAttempt<Key>(
   batches?: StatementBatches,
 ): Promise<SessionOutcome> {
   try {
-    await pin(session, request, leasedWhole);
+    const pinning = pin(session, request, leasedWhole);
+    if (pinning) await pinning;
   } catch (err) {
     return failed(err, request.mode);
   }
@@ -113,7 +116,8 @@ async function pinnedAttempt<Key>(
   if (outcome.kind === 'acquired' || (outcome.kind !== 'busy' && !outcome.clean)) return outcome;
   // Nothing taken: the pin's transaction ends if nothing else holds the session.
   try {
-    await unpin(session);
+    const unpinning = unpin(session);
+    if (unpinning) await unpinning;
   } catch (err) {
     return outcome.kind === 'busy'
       ? { kind: 'failed', error: databaseError('Ending the lock transaction', err), clean: false }

@@ -186,7 +186,8 @@ export class SharedHold<Key = unknown> implements Hold {
     try {
       const { dialect, key, mode } = this.lock;
       released = await connection.batches.release(dialect, key, mode);
-      await unpin(connection.session);
+      const unpinning = unpin(connection.session);
+      if (unpinning) await unpinning;
     } catch (err) {
       // The unlock's fate is unknown: closing the connection frees it (and every other hold).
       this.#remove();

@@ -51,52 +51,52 @@ export function waitsByPolling<Key>(session: SqlSession, request: LockRequest<Ke
 /**
  * Before an acquire on `session`: behind a pooler, begins the transaction that pins a server
  * session (a connection the library leases whole), or refuses a session-level lock on a
- * connection of the caller's own. Nothing to do elsewhere.
+ * connection of the caller's own (throws). Nothing to do elsewhere: undefined, no promise.
  */
-export async function pin<Key>(
+export function pin<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
   leasedWhole: boolean,
-): Promise<void> {
+): Promise<void> | undefined {
   if (!waitsByPolling(session, request)) {
     // Session pooling keeps the client on the server session that the first lock found.
     if (session.memo.has(POOLED)) request.dialect.pinning?.stay(session);
-    return;
+    return undefined;
   }
   // A transaction-level lock ends with its transaction, which the pooler does not split.
-  if (request.mode.xact) return;
+  if (request.mode.xact) return undefined;
   if (!leasedWhole) throw new BehindPoolerError(behindPoolerMessage(request.label));
   let pinned = session.memo.get(PIN) as Pin | undefined;
   if (!pinned) session.memo.set(PIN, (pinned = { users: 0, ours: false, pinning: undefined }));
   pinned.users += 1;
   // Only the library runs statements on the session, so its own flag tells whether the pin's
   // transaction is open: the session's status may still show one whose COMMIT is on its way.
-  if (pinned.ours) return;
+  if (pinned.ours) return undefined;
   const pinning = request.dialect.pinning;
-  if (!pinning) return;
+  if (!pinning) return undefined;
   // Marked before it is sent: a concurrent acquire queues behind this BEGIN on the connection.
   pinned.ours = true;
   pinned.pinning = pinning;
-  try {
-    await pinning.begin(session);
-  } catch (err) {
-    pinned.users -= 1;
-    pinned.ours = false;
+  const state = pinned;
+  return pinning.begin(session).catch((err: unknown) => {
+    state.users -= 1;
+    state.ours = false;
     throw err;
-  }
+  });
 }
 
 /**
  * After an acquire that took nothing, or a release: once the session holds and takes nothing,
  * ends the pin's transaction, so that the pooler may hand its server session on, lock-free.
+ * Undefined, no promise, when there is nothing to end.
  */
-export async function unpin(session: SqlSession): Promise<void> {
+export function unpin(session: SqlSession): Promise<void> | undefined {
   const pinned = session.memo.get(PIN) as Pin | undefined;
-  if (!pinned || pinned.users === 0) return;
+  if (!pinned || pinned.users === 0) return undefined;
   pinned.users -= 1;
-  if (pinned.users > 0 || !pinned.ours) return;
+  if (pinned.users > 0 || !pinned.ours) return undefined;
   pinned.ours = false;
-  await pinned.pinning?.end(session);
+  return pinned.pinning?.end(session);
 }
 
 function behindPoolerMessage(label: string): string {

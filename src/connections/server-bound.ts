@@ -9,28 +9,47 @@ const APPLIED = Symbol('server bound');
 /** What makes the session's server's locks local to it: a ServerLocality, or null for nothing. */
 const LOCALITY = Symbol('server locality');
 
+/** The preparation running on a session, which concurrent first locks share. */
+const PREPARING = Symbol('server bound being set');
+
 /**
  * Readies `session` for `request`'s lock: sets the server's bound on a silent peer, and finds
  * out whether the server's locks would exclude only its own sessions (a standby, a replica, a
- * Galera node). One round trip the first time a lock runs on the session, and again only when
- * a later lock asks for another bound; none after. Throws, before anything is locked, where the
- * lock would exclude nobody it is meant to.
+ * Galera node). One round trip the first time a lock runs on the session (concurrent first
+ * locks share it), and again only when a later lock asks for another bound; none after, and
+ * then no promise either: undefined. Throws, before anything is locked, where the lock would
+ * exclude nobody it is meant to.
  */
-export async function prepareSession<Key>(
+export function prepareSession<Key>(
   session: SqlSession,
   request: LockRequest<Key>,
-): Promise<void> {
-  const dialect = request.dialect as Dialect<unknown>;
+): Promise<void> | undefined {
   const free = request.serverBound;
   const applied = session.memo.get(APPLIED);
-  if (!session.memo.has(LOCALITY) || (free !== undefined && applied !== free)) {
-    const facts = await dialect.serverBounds.prepare(session, free === applied ? undefined : free);
-    session.memo.set(LOCALITY, facts.locality ?? null);
-    notePooled(session, facts.pooled);
-    if (free !== undefined) session.memo.set(APPLIED, free);
+  if (session.memo.has(LOCALITY) && (free === undefined || applied === free)) {
+    const locality = session.memo.get(LOCALITY) as ServerLocality | null;
+    if (locality !== null) checkLocality(locality, request);
+    return undefined;
   }
-  const locality = session.memo.get(LOCALITY) as ServerLocality | null;
-  if (locality !== null) checkLocality(locality, request);
+  const running = session.memo.get(PREPARING) as Promise<void> | undefined;
+  if (running) return running.then(() => prepareSession(session, request));
+  const preparing = prepare(session, request, free === applied ? undefined : free).finally(() =>
+    session.memo.delete(PREPARING),
+  );
+  session.memo.set(PREPARING, preparing);
+  return preparing.then(() => prepareSession(session, request));
+}
+
+async function prepare<Key>(
+  session: SqlSession,
+  request: LockRequest<Key>,
+  free: number | undefined,
+): Promise<void> {
+  const dialect = request.dialect as Dialect<unknown>;
+  const facts = await dialect.serverBounds.prepare(session, free);
+  session.memo.set(LOCALITY, facts.locality ?? null);
+  notePooled(session, facts.pooled);
+  if (free !== undefined) session.memo.set(APPLIED, free);
 }
 
 function checkLocality<Key>(locality: ServerLocality, request: LockRequest<Key>): void {

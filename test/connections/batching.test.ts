@@ -93,6 +93,22 @@ for (const { dialect, name } of DIALECTS) {
       expect(await scope.probe.holdersOf(locks.map((lock) => lock.actualKey))).to.deep.equal([]);
     });
 
+    it('the first tries on a new lock connection share its preparation, then go as one batch', async () => {
+      const knex = await knexWithOneLockConnection();
+      const locks = Array.from({ length: 6 }, () => createLock(knex, uniqueKey('first')));
+      const { result, calls } = await counter.measure(
+        () => Promise.all(locks.map((lock) => lock.acquire({ block: false }))),
+        0,
+      );
+      expect(result).to.deep.equal(locks.map(() => true));
+      const preparations = calls.filter((call) =>
+        /pg_is_in_recovery|@@global\.read_only/.test(call.sql),
+      );
+      expect(preparations, 'one check of the server').to.have.length(1);
+      expect(calls.filter(isBatch).length, 'batches').to.be.at.least(1);
+      await Promise.all(locks.map((lock) => lock.release()));
+    });
+
     it('a lone try is sent at once, as its own statement', async () => {
       const knex = await knexWithOneLockConnection();
       const [lock] = await warmedLocks(knex, 1, 'lone');
