@@ -79,8 +79,8 @@ export class StatementBatches {
       return dialect.acquire(this.session, key, mode, TRY, cancelled);
     }
     return new Promise((resolve, reject) => {
-      const queued = { dialect: dialect as Dialect<unknown>, item: { key, mode } };
-      this.#tries.push({ ...queued, cancelled, resolve, reject });
+      const item = { key, mode };
+      this.#tries.push({ dialect: dialect as Dialect<unknown>, item, cancelled, resolve, reject });
       this.#arrived();
     });
   }

@@ -254,19 +254,19 @@ function batchRows(fenced: boolean): string {
 
 /**
  * Session-level unlocks and tries of many keys in one statement, prepared once per connection:
- * per row its ordinal `i` and `ok` (released, or acquired); the fenced variant also a `token`
+ * per row its ordinal `i` (an int4, cheaper to read than int8) and `ok` (released, or acquired); the fenced variant also a `token`
  * for each fenced grant. The subquery keeps the lock call out of the token's expression, so
  * each runs exactly once.
  */
 export const BATCH: Statement = {
   id: 'batch',
-  text: `SELECT t.i, ${BATCH_CALL} AS ok FROM ${batchRows(false)}`,
+  text: `SELECT t.i::int4 AS i, ${BATCH_CALL} AS ok FROM ${batchRows(false)}`,
 };
 
 export const FENCED_BATCH: Statement = {
   id: 'fenced_batch',
   text:
-    `SELECT g.i, g.ok, CASE WHEN g.ok AND g.f THEN ${NEXT_TOKEN} END AS token ` +
+    `SELECT g.i::int4 AS i, g.ok, CASE WHEN g.ok AND g.f THEN ${NEXT_TOKEN} END AS token ` +
     `FROM (SELECT t.i, t.f, ${BATCH_CALL} AS ok FROM ${batchRows(true)}) g`,
 };
 
