@@ -32,7 +32,7 @@ const RETRY = Symbol('retry');
 /**
  * Locks of one target on a few connections of the library's own (see {@link LockConnectionPool}
  * for which connection serves what). A blocking acquire waits at once when a connection that
- * holds nothing is free, and tries first on a shared one otherwise. Waiters for one key queue in
+ * holds nothing is free and it has no company, and tries first on a shared one otherwise. Waiters for one key queue in
  * memory and only the first waits in the database (see {@link KeyQueues}). Two lock objects of
  * this process never stack on one key.
  */
@@ -63,13 +63,22 @@ export class MultiplexedConnections implements ConnectionStrategy {
     const id = String(request.key);
     const deadline = deadlineOf(request.wait);
     const blocking = request.wait.kind !== 'try';
+    this.#arrived();
     if (!this.#queues.has(id) && !this.#conflicts(id, request.mode.shared)) {
+      // A key that this process is trying already is likely contended: queue behind the try.
+      if (blocking && this.#trying.has(id)) return this.#queues.enqueue(request, id, deadline);
       // A connection that holds nothing can wait at once: one round trip, whatever the outcome.
-      // But while other statements run, a try joins their batch at no cost of its own (most
-      // keys are free), where a wait would take a connection for itself. A key that this
-      // process is trying already is likely contended: queue behind the try.
-      const waitAtOnce = this.#pool.freeForWait() && this.#pool.idle();
-      if (blocking && (waitAtOnce || this.#trying.has(id))) {
+      // But with company (other statements running, or other acquires in the same tick), a try
+      // joins their batch at no cost of its own (most keys are free), where a wait would take a
+      // connection for itself.
+      if (blocking && this.#pool.freeForWait() && this.#pool.idle() && (await this.#alone())) {
+        return this.#queues.enqueue(request, id, deadline);
+      }
+      // Others of this key may have come meanwhile: a blocking acquire then queues behind them.
+      if (blocking && (this.#trying.has(id) || this.#queues.has(id))) {
+        return this.#queues.enqueue(request, id, deadline);
+      }
+      if (blocking && this.#conflicts(id, request.mode.shared)) {
         return this.#queues.enqueue(request, id, deadline);
       }
       // Another lock object's try of this key is on its way: if it wins, this one would lose,
@@ -82,6 +91,33 @@ export class MultiplexedConnections implements ConnectionStrategy {
       return undefined;
     }
     return this.#queues.enqueue(request, id, deadline);
+  }
+
+  /** Acquires made in the current tick of the job queue (see {@link #alone}). */
+  #company = 0;
+  #tickOpen = false;
+
+  #arrived(): void {
+    this.#company += 1;
+    if (this.#tickOpen) return;
+    this.#tickOpen = true;
+    // Two microtasks: past the checks of the acquires made in this tick.
+    queueMicrotask(() =>
+      queueMicrotask(() => {
+        this.#tickOpen = false;
+        this.#company = 0;
+      }),
+    );
+  }
+
+  /**
+   * Whether no other acquire was made in the same tick: the acquires made together (workers
+   * answered by one batch) ask in the same turn of the job queue, which has run once this
+   * resolves.
+   */
+  async #alone(): Promise<boolean> {
+    await undefined;
+    return this.#company <= 1;
   }
 
   /** Counts for monitoring and tests. */
