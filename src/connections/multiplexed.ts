@@ -32,9 +32,9 @@ const RETRY = Symbol('retry');
 /**
  * Locks of one target on a few connections of the library's own (see {@link LockConnectionPool}
  * for which connection serves what). A blocking acquire waits at once when a connection that
- * holds nothing is free and it has no company, and tries first on a shared one otherwise. Waiters for one key queue in
- * memory and only the first waits in the database (see {@link KeyQueues}). Two lock objects of
- * this process never stack on one key.
+ * holds nothing is free and it has no company, and tries first on a shared one otherwise.
+ * Waiters for one key queue in memory and only the first waits in the database (see
+ * {@link KeyQueues}). Two lock objects of this process never stack on one key.
  */
 export class MultiplexedConnections implements ConnectionStrategy {
   readonly #pool: LockConnectionPool;

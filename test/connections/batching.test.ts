@@ -6,7 +6,12 @@
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import knexFactory from 'knex';
-import { configureLockConnections, createLock, type BaseLock } from '../../src/index.js';
+import {
+  configureLockConnections,
+  createLock,
+  lockConnectionStats,
+  type BaseLock,
+} from '../../src/index.js';
 import { countTraffic, type QueryCall, type TrafficCounter } from '../support/counting.js';
 import { expectRejectCode } from '../support/expect.js';
 import { DIALECTS, lockConnectionScope, mysqlConfig } from '../support/lock-connections.js';
@@ -106,6 +111,22 @@ for (const { dialect, name } of DIALECTS) {
       );
       expect(preparations, 'one check of the server').to.have.length(1);
       expect(calls.filter(isBatch).length, 'batches').to.be.at.least(1);
+      await Promise.all(locks.map((lock) => lock.release()));
+    });
+
+    it('blocking acquires made together on free keys join one batch instead of each waiting on a connection', async () => {
+      const knex = await scope.knexFor();
+      counter = countTraffic(knex);
+      scope.cleanups.push(async () => counter.detach());
+      const locks = await warmedLocks(knex, 8, 'together');
+      const { result, counts, calls } = await counter.measure(
+        () => Promise.all(locks.map((lock) => lock.acquire())),
+        0,
+      );
+      expect(result).to.deep.equal(locks.map(() => true));
+      expect(counts).to.include({ roundTrips: 1, statements: 1, connectionsOpened: 0 });
+      expect(calls.filter(isBatch).map((call) => keysOf(call, dialect))).to.deep.equal([8]);
+      expect(lockConnectionStats(knex)).to.include({ connections: 1, holds: 8, waiting: 0 });
       await Promise.all(locks.map((lock) => lock.release()));
     });
 
