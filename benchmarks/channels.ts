@@ -14,6 +14,7 @@ import {
   benchKey,
   closeRaw,
   cpuPerOperation,
+  cpuRow,
   pgClient,
   spread,
   type BenchContext,
@@ -96,24 +97,11 @@ export async function channels(ctx: BenchContext): Promise<void> {
       }
     }
     const ratios = heard.map((value, i) => value / quiet[i]!);
-    ctx.rows.push(
-      {
-        question: QUESTION,
-        contender: 'knex-dlock on pg.Client, nobody subscribed',
-        metric: 'CPU per cycle',
-        unit: 'µs',
-        ...spread(quiet),
-      },
-      {
-        question: QUESTION,
-        contender: 'knex-dlock on pg.Client, a subscriber on all three channels',
-        metric: 'CPU per cycle',
-        unit: 'µs',
-        ...spread(heard),
-        ratio: spread(ratios).median,
-        baseline: 'nobody subscribed',
-      },
-    );
+    ctx.rows.push(cpuRow(QUESTION, 'knex-dlock on pg.Client, nobody subscribed', quiet), {
+      ...cpuRow(QUESTION, 'knex-dlock on pg.Client, a subscriber on all three channels', heard),
+      ratio: spread(ratios).median,
+      baseline: 'nobody subscribed',
+    });
   } finally {
     await closeRaw(client);
   }

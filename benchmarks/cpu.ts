@@ -9,7 +9,14 @@
  */
 import { createLock, type BaseLock } from './library.js';
 import { rawContenders } from './raw.js';
-import { benchKey, cpuPerOperation, spread, type BenchContext, type Contender } from './runner.js';
+import {
+  benchKey,
+  cpuPerOperation,
+  cpuRow,
+  spread,
+  type BenchContext,
+  type Contender,
+} from './runner.js';
 import { TARGET_KINDS } from './targets.js';
 
 const QUESTION = '10. library CPU per cycle';
@@ -61,30 +68,16 @@ export async function cpu(ctx: BenchContext): Promise<void> {
       const above = mine.map((value, i) => value - raw[i]!);
       const ratios = mine.map((value, i) => value / raw[i]!);
       const limit = ABOVE_RAW_LIMIT[kind.name];
+      const question = `${QUESTION}: ${kind.name}`;
+      const bound = limit === undefined ? '' : ` (issue's bound: ${limit} µs)`;
       ctx.rows.push(
+        cpuRow(question, 'raw driver on the same connection (baseline)', raw),
         {
-          question: `${QUESTION}: ${kind.name}`,
-          contender: 'raw driver on the same connection (baseline)',
-          metric: 'CPU per cycle',
-          unit: 'µs',
-          ...spread(raw),
-        },
-        {
-          question: `${QUESTION}: ${kind.name}`,
-          contender: 'knex-dlock',
-          metric: 'CPU per cycle',
-          unit: 'µs',
-          ...spread(mine),
+          ...cpuRow(question, 'knex-dlock', mine),
           ratio: spread(ratios).median,
           baseline: 'raw driver',
         },
-        {
-          question: `${QUESTION}: ${kind.name}`,
-          contender: `knex-dlock above raw${limit === undefined ? '' : ` (issue's bound: ${limit} µs)`}`,
-          metric: 'CPU per cycle',
-          unit: 'µs',
-          ...spread(above),
-        },
+        cpuRow(question, `knex-dlock above raw${bound}`, above),
       );
     } finally {
       await opened.close();

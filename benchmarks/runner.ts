@@ -108,6 +108,11 @@ export function spread(values: readonly number[]): { median: number; min: number
   return { median: median(values), min: Math.min(...values), max: Math.max(...values) };
 }
 
+/** A row of CPU per operation (µs, from {@link cpuPerOperation}) with its spread. */
+export function cpuRow(question: string, contender: string, values: readonly number[]): ResultRow {
+  return { question, contender, metric: 'CPU per cycle', unit: 'µs', ...spread(values) };
+}
+
 /**
  * Of several contenders timed side by side, the fastest: the one whose per-round times, paired
  * with the first contender's, have the lowest median ratio (so that the choice agrees with the

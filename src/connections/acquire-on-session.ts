@@ -107,8 +107,7 @@ async function pinnedAttempt<Key>(
   batches?: StatementBatches,
 ): Promise<SessionOutcome> {
   try {
-    const pinning = pin(session, request, leasedWhole);
-    if (pinning) await pinning;
+    await pin(session, request, leasedWhole);
   } catch (err) {
     return failed(err, request.mode);
   }
@@ -116,8 +115,7 @@ async function pinnedAttempt<Key>(
   if (outcome.kind === 'acquired' || (outcome.kind !== 'busy' && !outcome.clean)) return outcome;
   // Nothing taken: the pin's transaction ends if nothing else holds the session.
   try {
-    const unpinning = unpin(session);
-    if (unpinning) await unpinning;
+    await unpin(session);
   } catch (err) {
     return outcome.kind === 'busy'
       ? { kind: 'failed', error: databaseError('Ending the lock transaction', err), clean: false }

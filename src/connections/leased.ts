@@ -106,8 +106,7 @@ class LeasedHold<Key> implements Hold {
     let released: boolean;
     try {
       released = await dialect.release(this.lease.session, key, mode);
-      const unpinning = unpin(this.lease.session);
-      if (unpinning) await unpinning;
+      await unpin(this.lease.session);
     } catch (err) {
       // A connection of a pool or of the library's own is closed, which frees the lock; the
       // caller's stays as it is, and so does the lock.

@@ -186,8 +186,7 @@ export class SharedHold<Key = unknown> implements Hold {
     try {
       const { dialect, key, mode } = this.lock;
       released = await connection.batches.release(dialect, key, mode);
-      const unpinning = unpin(connection.session);
-      if (unpinning) await unpinning;
+      await unpin(connection.session);
     } catch (err) {
       // The unlock's fate is unknown: closing the connection frees it (and every other hold).
       this.#remove();

@@ -65,20 +65,17 @@ export class MultiplexedConnections implements ConnectionStrategy {
     const blocking = request.wait.kind !== 'try';
     this.#arrived();
     if (!this.#queues.has(id) && !this.#conflicts(id, request.mode.shared)) {
-      // A key that this process is trying already is likely contended: queue behind the try.
-      if (blocking && this.#trying.has(id)) return this.#queues.enqueue(request, id, deadline);
       // A connection that holds nothing can wait at once: one round trip, whatever the outcome.
       // But with company (other statements running, or other acquires in the same tick), a try
       // joins their batch at no cost of its own (most keys are free), where a wait would take a
       // connection for itself.
-      if (blocking && this.#pool.freeForWait() && this.#pool.idle() && (await this.#alone())) {
-        return this.#queues.enqueue(request, id, deadline);
-      }
-      // Others of this key may have come meanwhile: a blocking acquire then queues behind them.
-      if (blocking && (this.#trying.has(id) || this.#queues.has(id))) {
-        return this.#queues.enqueue(request, id, deadline);
-      }
-      if (blocking && this.#conflicts(id, request.mode.shared)) {
+      const waitAtOnce =
+        blocking && this.#pool.freeForWait() && this.#pool.idle() && (await this.#alone());
+      // A key that this process is trying already is likely contended, and others of it may
+      // have come during that check: a blocking acquire queues behind them.
+      const behindOthers =
+        this.#trying.has(id) || this.#queues.has(id) || this.#conflicts(id, request.mode.shared);
+      if (waitAtOnce || (blocking && behindOthers)) {
         return this.#queues.enqueue(request, id, deadline);
       }
       // Another lock object's try of this key is on its way: if it wins, this one would lose,
